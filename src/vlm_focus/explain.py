@@ -1,0 +1,161 @@
+"""The pipeline: answer, per-token LLR, token selection, heatmap, deletion/insertion.
+
+``Lens`` binds a model adapter to a method and its options::
+
+    lens = vlm_focus.load("shapes-llava", method="igos++")
+    ex = lens.explain("scene.png", "What color is the circle?")
+    ex.save("out/")
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .baselines import make_baseline
+from .errors import InputError
+from .explanation import Explanation
+from .images import ImageLike, load_image, to_tensor
+from .methods import Target, get_method
+from .metrics import deletion_insertion, score_fn
+from .models.base import Adapter
+from .tokens import select_tokens
+
+BASELINE_MAX_PROB = 0.05  # the paper keeps samples whose selected tokens fall below 5 %
+
+
+class Lens:
+    """A model adapter, a heatmap method and the pipeline options."""
+
+    def __init__(
+        self,
+        adapter: Adapter,
+        method: str = "igos++",
+        alpha: float = 1.0,
+        strategy: str = "llr",
+        baseline: str = "blur",
+        drop_first: bool = False,
+        drop_stopwords: bool = False,
+        max_new_tokens: int = 32,
+        working_size: int | None = 448,
+        batch_size: int = 16,
+        metrics: bool = True,
+        metric_score: str = "prob",
+        metric_steps: int = 50,
+        metric_grid: int = 32,
+        **method_options: Any,
+    ) -> None:
+        self.adapter = adapter
+        self.method = get_method(method, **method_options)
+        self.options = {
+            "alpha": alpha, "strategy": strategy, "baseline": baseline, "drop_first": drop_first,
+            "drop_stopwords": drop_stopwords, "max_new_tokens": max_new_tokens, "working_size": working_size,
+            "batch_size": batch_size, "metrics": metrics, "metric_score": metric_score,
+            "metric_steps": metric_steps, "metric_grid": metric_grid,
+        }
+
+    def __repr__(self) -> str:
+        return f"Lens(model={self.adapter.name!r}, method={self.method.name!r})"
+
+    def explain(self, image: ImageLike, question: str, answer: str | None = None) -> Explanation:
+        """Explain the model's answer to ``question`` about ``image``.
+
+        ``answer``: explain this answer text instead of generating one.
+        """
+        if not isinstance(question, str) or not question.strip():
+            raise InputError("the question is empty")
+        o = self.options
+        t0 = time.perf_counter()
+        timings: dict[str, float] = {}
+
+        def lap(name: str) -> None:
+            nonlocal t0
+            now = time.perf_counter()
+            timings[name] = round(now - t0, 4)
+            t0 = now
+
+        img = load_image(image)
+        pixels = to_tensor(img, o["working_size"]).to(self.adapter.device)
+        base = make_baseline(o["baseline"], pixels)
+        lap("load")
+        if answer is None:
+            answer_ids = self.adapter.generate(pixels, question, max_new_tokens=o["max_new_tokens"])
+        else:
+            answer_ids = self.adapter.encode_answer(answer)
+        tokens = self.adapter.decode_tokens(answer_ids)
+        answer_text = self.adapter.tokenizer.decode(answer_ids.tolist(), skip_special_tokens=True).strip()
+        lap("generate")
+        scorer = self.adapter.scorer(pixels, question, answer_ids, batch_size=o["batch_size"])
+        with torch.no_grad():
+            both = scorer(torch.stack([pixels, base])).float().cpu()
+        logp, logp_base = both[0], both[1]
+        llr = logp - logp_base
+        selected = select_tokens(llr, o["alpha"], o["strategy"], tokens, answer_text, o["drop_first"],
+                                 o["drop_stopwords"])
+        lap("tokens")
+        notes: list[str] = []
+        result = Explanation(
+            model=self.adapter.name, method=self.method.name, question=question.strip(), answer=answer_text,
+            tokens=tokens, token_ids=answer_ids.tolist(), logprob=logp.tolist(), logprob_baseline=logp_base.tolist(),
+            llr=llr.tolist(), selected=selected, alpha=o["alpha"], heatmap=None, image=img,
+            timings=timings, warnings=notes,
+            args={**o, "method": self.method.name, "method_options": self.method.options,
+                  "answer_given": answer is not None},
+        )
+        if not selected:
+            notes.append(f"no answer token has LLR > {o['alpha']}: the answer does not depend on the image")
+            return result
+        p_base = float(logp_base[selected].exp().mean())
+        result.scores["baseline_prob"] = p_base
+        if p_base >= BASELINE_MAX_PROB:
+            msg = (f"the {o['baseline']} baseline does not remove the evidence: the selected tokens keep "
+                   f"{p_base:.1%} mean probability on it (the paper requires < 5%); try another baseline")
+            notes.append(msg)
+            warnings.warn(msg, stacklevel=2)
+        target = Target(scorer, selected, self.adapter)
+        heat = self.method.explain(target, pixels, base)
+        lap("heatmap")
+        if o["metrics"]:
+            curves = deletion_insertion(score_fn(scorer, selected, o["metric_score"]), pixels, base, heat,
+                                        o["metric_grid"], o["metric_steps"], o["batch_size"])
+            result.scores.update(deletion=curves["deletion_auc"], insertion=curves["insertion_auc"])
+            result.curves = {k: curves[k] for k in ("x", "deletion", "insertion")}
+            lap("metrics")
+        result.heatmap = to_image_grid(heat, img.height, img.width)
+        timings["total"] = round(sum(timings.values()), 4)
+        return result
+
+
+def to_image_grid(heat: torch.Tensor, height: int, width: int) -> np.ndarray:
+    """Working-resolution heatmap -> float32 ``[height, width]`` in [0, 1]."""
+    h = heat.detach().float().cpu()
+    if tuple(h.shape) != (height, width):
+        h = F.interpolate(h[None, None], size=(height, width), mode="bilinear", align_corners=False)[0, 0]
+    return h.clamp(0, 1).numpy().astype(np.float32)
+
+
+def load(
+    model: str = "shapes-llava",
+    method: str = "igos++",
+    device: str | None = None,
+    dtype: str | None = None,
+    device_map: str | dict | None = None,
+    trust_remote_code: bool = False,
+    attn_implementation: str | None = None,
+    gradient_checkpointing: bool = False,
+    **options: Any,
+) -> Lens:
+    """Load ``model`` (zoo name, hub id or path) and return a :class:`Lens` for ``method``."""
+    from .models import load_adapter
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*requires torchvision.*")
+        adapter = load_adapter(model, device=device, dtype=dtype, device_map=device_map,
+                               trust_remote_code=trust_remote_code, attn_implementation=attn_implementation,
+                               gradient_checkpointing=gradient_checkpointing)
+    return Lens(adapter, method=method, **options)

@@ -1,0 +1,104 @@
+"""Adapter contract, parametrised over every registered adapter family."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from vlm_focus.errors import InputError, ModelError
+from vlm_focus.images import to_tensor
+from vlm_focus.models import list_adapters
+
+SIZES = [(32, 32), (64, 48), (37, 90), (300, 200), (33, 31)]
+
+
+def test_every_adapter_has_a_tiny_model(adapters):
+    assert sorted(adapters) == list_adapters()
+
+
+@pytest.mark.parametrize("family", list_adapters())
+@pytest.mark.parametrize("size", SIZES)
+def test_preprocess_matches_hf_processor(adapters, family, size):
+    adapter = adapters[family]
+    rng = np.random.default_rng(sum(size))
+    # Smooth random image: upsampled noise (real photos are smooth, pure noise is adversarial).
+    small = rng.integers(0, 256, (max(2, size[1] // 4), max(2, size[0] // 4), 3), dtype=np.uint8)
+    img = Image.fromarray(small).resize(size, Image.Resampling.BILINEAR)
+    ref = adapter.processor.image_processor(images=[img], return_tensors="pt")["pixel_values"]
+    ours = adapter.preprocess(to_tensor(img)[None])["pixel_values"]
+    assert ours.shape == ref.shape
+    diff = (ours - ref).abs()
+    # Equal within 1e-3 but for rare ties of the 8-bit rounding, off by exactly one step.
+    one_step = 1 / 255 / min(adapter.processor.image_processor.image_std)
+    assert float(diff.mean()) < 1e-3
+    assert float((diff < 1e-3).float().mean()) > 0.99
+    assert float(diff.max()) <= one_step + 1e-4
+
+
+@pytest.mark.parametrize("family", list_adapters())
+def test_preprocess_is_differentiable(adapters, family):
+    x = torch.rand(1, 3, 40, 50, requires_grad=True)
+    adapters[family].preprocess(x)["pixel_values"].sum().backward()
+    assert x.grad is not None and float(x.grad.abs().sum()) > 0
+
+
+@pytest.mark.parametrize("family", list_adapters())
+def test_scorer_equals_teacher_forced_forward(adapters, family, scene):
+    adapter = adapters[family]
+    pixels = to_tensor(scene.image)
+    answer = adapter.generate(pixels, scene.question, max_new_tokens=4)
+    scorer = adapter.scorer(pixels, scene.question, answer)
+    with torch.no_grad():
+        ours = scorer(pixels[None])[0]
+        ids = scorer.input_ids
+        logits = adapter.model(input_ids=ids, attention_mask=torch.ones_like(ids),
+                               **adapter.preprocess(pixels[None])).logits[0]
+        full = logits.float().log_softmax(-1)[scorer.positions].gather(-1, answer.view(-1, 1))[:, 0]
+    assert ours.shape == (len(answer),)
+    assert torch.allclose(ours, full, atol=1e-4)
+
+
+@pytest.mark.parametrize("family", list_adapters())
+def test_scorer_gradient_and_batches(adapters, family, scene):
+    adapter = adapters[family]
+    pixels = to_tensor(scene.image)
+    answer = adapter.generate(pixels, scene.question, max_new_tokens=3)
+    scorer = adapter.scorer(pixels, scene.question, answer, batch_size=2)
+    batch = torch.stack([pixels, pixels * 0.5, pixels.flip(-1)])
+    with torch.no_grad():
+        together = scorer(batch)  # split into chunks of 2
+        single = torch.cat([scorer(b[None]) for b in batch])
+    assert torch.allclose(together, single, atol=1e-5)
+    x = pixels[None].clone().requires_grad_(True)
+    scorer(x).sum().backward()
+    assert float(x.grad.abs().sum()) > 0
+
+
+@pytest.mark.parametrize("family", list_adapters())
+def test_grid_hooks(adapters, family, scene):
+    adapter = adapters[family]
+    pixels = to_tensor(scene.image)
+    rows, cols = adapter.vision_grid(pixels)
+    assert rows > 0 and cols > 0 and len(adapter.vision_layers()) > 0
+    up = adapter.grid_to_pixels(torch.ones(rows, cols), 50, 80)
+    assert up.shape == (50, 80)
+    # Centre crop of a wide image: the sides are never seen by the model.
+    assert float(up[:, 0].max()) == 0.0 and float(up[25, 40]) == pytest.approx(1.0)
+
+
+def test_empty_question(tiny_adapter):
+    with pytest.raises(InputError, match="empty"):
+        tiny_adapter.prompt("   ")
+
+
+def test_text_only_model_is_refused(tmp_path):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from vlm_focus.models import load_adapter
+
+    LlamaForCausalLM(LlamaConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                 num_attention_heads=2, vocab_size=50)).save_pretrained(tmp_path)
+    with pytest.raises(ModelError, match="cannot take images"):
+        load_adapter(str(tmp_path))
+    with pytest.raises(ModelError, match="cannot load"):
+        load_adapter(str(tmp_path / "missing"))
