@@ -55,8 +55,8 @@ def test_relevance_rank_top_k_and_even_tie_split():
     heat = np.array([[4.0, 3.0], [2.0, 1.0]])
     assert relevance_rank(heat, _mask((2, 2), (0, 0), (1, 1))) == pytest.approx(0.5)
     assert relevance_rank(heat, _mask((2, 2), (0, 0), (0, 1))) == pytest.approx(1.0)
-    # K = 2, three pixels tie at the top: 2 of 3 drawn at random, 1 of them in the mask
-    # -> expected hits 2/3 of 2 picks... = 2 * (1/3) = 2/3, share 1/3
+    # K = 2 and three pixels tie at the top; one of them is in the mask. Two of the three
+    # drawn at random hit the mask 2 * (1/3) times on average: share (2/3) / 2 = 1/3.
     tied = np.array([[1.0, 1.0], [1.0, 0.0]])
     assert relevance_rank(tied, _mask((2, 2), (0, 0), (1, 1))) == pytest.approx(1 / 3)
     assert relevance_rank(np.ones((4, 4)), _mask((4, 4), (0, 0), (1, 1), (2, 2), (3, 3))) == pytest.approx(0.25)

@@ -14,7 +14,7 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
-from vlm_focus.data.shapes import QTYPES, make_sample, vocabulary_corpus
+from vlm_focus.data.shapes import QTYPES, answer_correct, make_sample, vocabulary_corpus
 
 SPECIAL = ["<unk>", "<s>", "</s>", "<pad>", "<image>"]
 PROMPT_WORDS = ["USER: ", "ASSISTANT:", "\n", " "]
@@ -113,15 +113,10 @@ def quick_accuracy(model, processor, seed: int, n: int, size: int, min_objects: 
             )
             gen = model.generate(**enc, max_new_tokens=12, do_sample=False, pad_token_id=tok.pad_token_id)
             texts = tok.batch_decode(gen[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
-            hits += sum(key_word_correct(t, s) for t, s in zip(texts, part))
+            hits += sum(answer_correct(t, s) for t, s in zip(texts, part))
         out[q] = hits / n
     model.train()
     return out
-
-
-def key_word_correct(text: str, sample) -> bool:
-    words = text.replace(",", " ").replace(".", " ").split()
-    return sample.key.lower() in [w.lower() for w in words[:6]]
 
 
 class Timer:

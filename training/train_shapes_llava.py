@@ -47,6 +47,7 @@ from common import (  # noqa: E402
 from vlm_focus.data.shapes import COLORS, SHAPES, patch_labels  # noqa: E402
 
 TRAIN_SEED = 0  # evaluation uses other seeds (benchmarks/zoo_accuracy.py)
+SCENE_SIZE = 64  # scenes are drawn at 64 px; the processor resizes them to the model's input
 
 
 def build(size: int, patch: int, vocab: int, image_token_id: int, pad_id: int, eos_id: int, bos_id: int):
@@ -83,24 +84,22 @@ def build(size: int, patch: int, vocab: int, image_token_id: int, pad_id: int, e
     return config
 
 
-def pretrain_vision(config: CLIPVisionConfig, steps: int, batch: int, size: int, log) -> CLIPVisionModel:
+def pretrain_vision(config: CLIPVisionConfig, image_processor, steps: int, batch: int, log) -> CLIPVisionModel:
     torch.manual_seed(1)
     tower = CLIPVisionModel(config)
     n_classes = 1 + len(COLORS) * len(SHAPES)
     head = torch.nn.Linear(config.hidden_size, n_classes)
     params = list(tower.parameters()) + list(head.parameters())
     opt = torch.optim.AdamW(params, lr=2e-3, weight_decay=0.01)
-    mean = torch.tensor([0.48145466, 0.4578275, 0.40821073]).view(1, 3, 1, 1)
-    std = torch.tensor([0.26862954, 0.26130258, 0.27577711]).view(1, 3, 1, 1)
     rng = np.random.default_rng(2)
     timer = Timer()
     for step in range(steps):
         for g in opt.param_groups:
             g["lr"] = cosine_lr(step, steps, 2e-3, 100)
-        samples = sample_stream(TRAIN_SEED + 1, step * batch, batch, size, rng)
-        pix = torch.from_numpy(np.stack([np.asarray(s.image) for s in samples])).permute(0, 3, 1, 2) / 255.0
-        pix = (pix - mean) / std
-        labels = torch.from_numpy(np.stack([patch_labels(s.objects, size, config.patch_size) for s in samples]))
+        samples = sample_stream(TRAIN_SEED + 1, step * batch, batch, SCENE_SIZE, rng)
+        pix = image_processor(images=[s.image for s in samples], return_tensors="pt")["pixel_values"]
+        grid = config.image_size // config.patch_size
+        labels = torch.from_numpy(np.stack([patch_labels(s.objects, grid) for s in samples]))
         hidden = tower(pixel_values=pix).last_hidden_state[:, 1:]
         logits = head(hidden)
         # Background patches dominate; weight object patches up so binding is learnt.
@@ -121,14 +120,14 @@ def pretrain_vision(config: CLIPVisionConfig, steps: int, batch: int, size: int,
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--size", type=int, default=64)
+    ap.add_argument("--size", type=int, default=48, help="model input side (scenes are drawn at 64 px)")
     ap.add_argument("--patch", type=int, default=8)
-    ap.add_argument("--vision-steps", type=int, default=1000)
+    ap.add_argument("--vision-steps", type=int, default=800)
     ap.add_argument("--vision-batch", type=int, default=64)
-    ap.add_argument("--steps", type=int, default=3000)
+    ap.add_argument("--steps", type=int, default=2500)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--eval-n", type=int, default=100)
+    ap.add_argument("--eval-n", type=int, default=50)
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
 
@@ -157,7 +156,7 @@ def main(argv: list[str] | None = None) -> None:
         num_additional_image_tokens=1,
     )
 
-    tower = pretrain_vision(config.vision_config, args.vision_steps, args.vision_batch, args.size, log)
+    tower = pretrain_vision(config.vision_config, image_processor, args.vision_steps, args.vision_batch, log)
     vision_seconds = timer()
 
     torch.manual_seed(0)
@@ -171,7 +170,7 @@ def main(argv: list[str] | None = None) -> None:
     for step in range(args.steps):
         for g in opt.param_groups:
             g["lr"] = cosine_lr(step, args.steps, args.lr, 200)
-        samples = sample_stream(TRAIN_SEED, step * args.batch, args.batch, args.size, rng)
+        samples = sample_stream(TRAIN_SEED, step * args.batch, args.batch, SCENE_SIZE, rng)
         loss = model(**lm_batch(processor, samples)).loss
         opt.zero_grad()
         loss.backward()
@@ -180,12 +179,12 @@ def main(argv: list[str] | None = None) -> None:
         if step % 100 == 0 or step == args.steps - 1:
             log(f"joint step {step} loss {loss.item():.4f} t={timer():.0f}s")
         if args.eval_n and step and step % 1000 == 0:
-            log(f"accuracy at step {step}: {quick_accuracy(model, processor, 999, args.eval_n, args.size)}")
+            log(f"accuracy at step {step}: {quick_accuracy(model, processor, 999, args.eval_n, SCENE_SIZE)}")
             model.save_pretrained(args.out)  # a usable checkpoint if the run is stopped
             processor.save_pretrained(args.out)
     total = timer()
     model.eval()
-    acc = quick_accuracy(model, processor, 999, args.eval_n, args.size) if args.eval_n else {}
+    acc = quick_accuracy(model, processor, 999, args.eval_n, SCENE_SIZE) if args.eval_n else {}
     log(f"final quick accuracy (seed 999, {args.eval_n}/type): {acc}")
     model.save_pretrained(args.out)
     processor.save_pretrained(args.out)

@@ -49,6 +49,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from .data.shapes import answer_correct
 from .errors import DataError, InputError, VlmFocusError
 from .metrics import localization_scores, mean_ci, sanity_check
 
@@ -64,16 +65,6 @@ LOWER_IS_BETTER = frozenset({"deletion", "sanity_spearman", "sanity_ssim"})
 NO_IMAGE = "answer does not depend on the image"
 # Options that change speed or memory but not results: a resumed run may change them.
 FREE_OPTIONS = frozenset({"batch_size"})
-
-
-def answer_correct(answer: str, key: str) -> bool:
-    """True if the key word (``Sample.key``) is among the answer's first six words.
-
-    Case-insensitive; commas and full stops separate words. The rule the zoo training
-    scripts use to measure accuracy (``training/common.py``).
-    """
-    words = answer.replace(",", " ").replace(".", " ").split()
-    return key.lower() in [w.lower() for w in words[:6]]
 
 
 def pointing_tolerance(height: int, width: int) -> float:
@@ -211,7 +202,7 @@ def evaluate_sample(lens: Lens, sample: Sample, index: int, seed: int, heatmap_d
             warnings.simplefilter("always")
             torch.manual_seed(_sample_seed(seed, index))
             ex = lens.explain(sample.image, sample.question)
-            rec.update(answer=ex.answer, correct=answer_correct(ex.answer, sample.key), tokens=ex.tokens,
+            rec.update(answer=ex.answer, correct=answer_correct(ex.answer, sample), tokens=ex.tokens,
                        llr=ex.llr, selected=ex.selected, selected_text=ex.selected_text)
             if not ex.selected or ex.heatmap is None:
                 rec.update(status="skipped", reason=NO_IMAGE)
@@ -433,7 +424,8 @@ def add_evaluate_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue the run recorded in --out")
     p.add_argument("--seed", type=int, default=0, help="dataset seed (same seed, same samples and numbers)")
     p.add_argument("--qtypes", default=None, help="question types to cycle through, e.g. color,shape (default all)")
-    p.add_argument("--sanity", action="store_true", help="also run the model-randomisation sanity check per sample")
+    p.add_argument("--sanity", action="store_true", help="also run the model-randomisation sanity check per sample (one more heatmap each, "
+                        "and a CPU copy of the weights while they are randomised)")
     p.add_argument("--tolerance", type=float, default=None,
                    help="pointing-game tolerance in pixels (default 3%% of the longer image side)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -201,17 +201,18 @@ def make_sample(
     raise RuntimeError(f"no {kind} question fits scenes of {min_objects}-{max_objects} objects")
 
 
-def patch_labels(objects: list[SceneObject], size: int, patch: int) -> np.ndarray:
-    """Per-patch class: 0 background, else 1 + colour * len(SHAPES) + shape.
+def patch_labels(objects: list[SceneObject], grid: int) -> np.ndarray:
+    """Per-patch class on a ``grid`` x ``grid`` partition of the scene: 0 background, else
+    ``1 + colour * len(SHAPES) + shape``.
 
-    A patch takes the class of the object covering most of its pixels, if that object
-    covers at least a quarter of the patch. Used to pre-train vision towers.
+    A patch takes the class of the object covering most of it, if that object covers at
+    least a quarter of the patch. Used to pre-train vision towers.
     """
-    grid = size // patch
     cover = np.zeros((len(objects) + 1, grid, grid))
-    cover[0] = patch * patch / 4
+    cover[0] = 0.25
     for i, o in enumerate(objects, start=1):
-        cover[i] = o.mask[: grid * patch, : grid * patch].reshape(grid, patch, grid, patch).sum((1, 3))
+        frac = Image.fromarray(o.mask.astype(np.float32)).resize((grid, grid), Image.Resampling.BOX)
+        cover[i] = np.asarray(frac)
     winner = cover.argmax(0)
     classes = np.array(
         [0] + [1 + list(COLORS).index(o.color) * len(SHAPES) + SHAPES.index(o.shape) for o in objects]

@@ -66,11 +66,10 @@ def soft_iou(a: Any, b: Any, resize: bool = True) -> float:
     VQA-HAT human attention by IoU (Table 8); with hard masks use binary maps here.
     NaN when either map is flat.
     """
-    x, y = _pair(a, b, resize)
-    x, y = _unit(x), _unit(y)
-    if x is None or y is None:
+    ux, uy = (_unit(m) for m in _pair(a, b, resize))
+    if ux is None or uy is None:
         return float("nan")
-    return float(np.minimum(x, y).sum() / np.maximum(x, y).sum())
+    return float(np.minimum(ux, uy).sum() / np.maximum(ux, uy).sum())
 
 
 def rank_correlation(a: Any, b: Any, resize: bool = True) -> float:

@@ -178,7 +178,7 @@ def fixed_heatmap(lens: Lens, image: ImageLike, question: str, token_ids: Sequen
     from ..images import load_image, to_tensor
     from ..methods import Target
 
-    o = lens.options
+    o: dict[str, Any] = lens.options
     img = load_image(image)
     pixels = to_tensor(img, o["working_size"]).to(lens.adapter.device)
     base = make_baseline(o["baseline"], pixels)

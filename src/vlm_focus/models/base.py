@@ -97,7 +97,7 @@ class Adapter(ABC):
     ) -> torch.Tensor:
         """Answer ids ``[T]`` (end-of-sequence and padding removed), greedy by default."""
         ids = self.prompt_ids(pixels, question).to(self.device)
-        inputs = self._cast(self.preprocess(pixels[None].to(self.device)))
+        inputs = self.cast(self.preprocess(pixels[None].to(self.device)))
         out = self.model.generate(
             input_ids=ids,
             attention_mask=torch.ones_like(ids),
@@ -117,7 +117,7 @@ class Adapter(ABC):
             raise ModelError(f"{self.name} generated an empty answer to {question!r}")
         return torch.tensor(keep, dtype=torch.long)
 
-    def _cast(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def cast(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return {k: v.to(self.dtype) if v.is_floating_point() else v for k, v in inputs.items()}
 
     # ----- scoring -------------------------------------------------------------------
@@ -130,6 +130,13 @@ class Adapter(ABC):
         out = self.model.model(input_ids=input_ids, attention_mask=torch.ones_like(input_ids), **inputs)
         return out.last_hidden_state
 
+
+    def language_attentions(self, input_ids: torch.Tensor, inputs: dict[str, torch.Tensor]) -> tuple:
+        """Attention probabilities of every language-model layer, each ``[B, heads, L, L]``
+        (needs eager attention; see ``methods.hooks.eager_attention``)."""
+        out = self.model.model(input_ids=input_ids, attention_mask=torch.ones_like(input_ids),
+                               output_attentions=True, **inputs)
+        return tuple(out.attentions or ())
 
     # ----- hook points for internal-signal methods (Grad-CAM, T-MM, IIA, attention) ------
     def vision_layers(self) -> list[torch.nn.Module]:
@@ -186,7 +193,7 @@ class Scorer:
 
     def _score(self, pixels: torch.Tensor) -> torch.Tensor:
         adapter = self.adapter
-        inputs = adapter._cast(adapter.preprocess(pixels.to(adapter.device)))
+        inputs = adapter.cast(adapter.preprocess(pixels.to(adapter.device)))
         ids = self.input_ids.expand(pixels.shape[0], -1)
         hidden = adapter.hidden_states(ids, inputs)[:, self.positions]
         head = adapter.model.get_output_embeddings()

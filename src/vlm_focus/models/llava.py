@@ -49,9 +49,15 @@ class LlavaAdapter(Adapter):
 
     # ----- hook points -----------------------------------------------------------------
     def vision_layers(self) -> list[torch.nn.Module]:
+        """Vision layers up to the one whose output feeds the projector
+        (``vision_feature_layer``: -2 for LLaVA-1.5, so its last layer is left out)."""
         tower = self.model.model.vision_tower
-        encoder = getattr(tower, "vision_model", tower).encoder
-        return list(encoder.layers)
+        layers = list(getattr(tower, "vision_model", tower).encoder.layers)
+        feature = self.model.config.vision_feature_layer
+        # hidden_states[0] is the embedding output, hidden_states[k] the output of layer k.
+        last = max(feature) if isinstance(feature, (list, tuple)) else feature
+        last = last if last >= 0 else len(layers) + 1 + last
+        return layers[:last]
 
     def _crop_box(self, height: int, width: int) -> tuple[tuple[int, int], tuple[int, int, int, int]]:
         """Resized size and the crop box ``(top, left, h, w)`` in resized coordinates."""

@@ -1,0 +1,164 @@
+"""Scoped forward hooks, eager attention, and the adapter hook points, for internal-signal methods.
+
+Every hook registered here is removed in a ``finally`` block, also when the forward or
+backward pass raises; :func:`eager_attention` restores the model's attention implementation
+the same way. Grad-CAM, T-MM, IIA and raw attention use these, never
+``register_forward_hook`` directly, and reach the adapter's hook points only through the
+helpers below, which turn "this model has no such hook point" into :class:`MethodError`.
+
+Example::
+
+    with capture_outputs(adapter.vision_layers()) as outs:
+        score = target.f(pixels[None]).sum()
+    acts = [calls[-1] for calls in outs]   # one list per module, one entry per forward call
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from typing import Any
+
+import torch
+from torch.utils.hooks import RemovableHandle
+
+from ..errors import MethodError
+from .base import Target, normalize_map
+
+Hook = Callable[[torch.nn.Module, Any, Any], Any]
+
+
+@contextmanager
+def hooks(modules: Iterable[torch.nn.Module], fn: Hook) -> Iterator[list[RemovableHandle]]:
+    """Register ``fn(module, inputs, output)`` as a forward hook on each module, for the block."""
+    handles: list[RemovableHandle] = []
+    try:
+        for m in modules:
+            handles.append(m.register_forward_hook(fn))
+        yield handles
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def first(output: Any) -> Any:
+    """A layer's main output: element 0 of a tuple/list output, else the output itself."""
+    return output[0] if isinstance(output, (tuple, list)) else output
+
+
+def attention_weights(output: Any) -> torch.Tensor | None:
+    """Attention probabilities ``[B, heads, N, N]`` from an attention module's output tuple
+    (``(out, weights, ...)`` as Hugging Face modules return under eager attention), else None."""
+    if not isinstance(output, (tuple, list)):
+        return None
+    for item in output[1:]:
+        if isinstance(item, torch.Tensor) and item.ndim == 4 and item.shape[-1] == item.shape[-2]:
+            return item
+    return None
+
+
+@contextmanager
+def capture_outputs(
+    modules: Sequence[torch.nn.Module], select: Callable[[Any], Any] = first
+) -> Iterator[list[list]]:
+    """Record ``select(output)`` of every forward call of each module: ``captured[i]`` lists
+    the calls of ``modules[i]`` in order. Hooks are removed when the block exits."""
+    captured: list[list] = [[] for _ in modules]
+
+    def recorder(store: list) -> Hook:
+        def record(module: torch.nn.Module, inputs: Any, output: Any) -> None:
+            store.append(select(output))
+
+        return record
+
+    with ExitStack() as stack:
+        for m, store in zip(modules, captured):
+            stack.enter_context(hooks([m], recorder(store)))
+        yield captured
+
+
+def _configs(model: torch.nn.Module) -> list[Any]:
+    """Every config object (and nested sub-config) of the model that has an attention setting."""
+    seen: dict[int, Any] = {}
+    queue = [getattr(m, "config", None) for m in model.modules()]
+    while queue:
+        cfg = queue.pop()
+        if cfg is None or id(cfg) in seen or not hasattr(cfg, "_attn_implementation"):
+            continue
+        seen[id(cfg)] = cfg
+        queue.extend(getattr(cfg, key, None) for key in (getattr(cfg, "sub_configs", None) or {}))
+    return list(seen.values())
+
+
+@contextmanager
+def eager_attention(model: torch.nn.Module) -> Iterator[None]:
+    """Run the block with eager attention (the only kind that returns attention weights),
+    then put every config's previous implementation back, also after an error."""
+    saved = [(cfg, getattr(cfg, "_attn_implementation_internal", None)) for cfg in _configs(model)]
+    try:
+        if saved and hasattr(model, "set_attn_implementation"):
+            model.set_attn_implementation("eager")
+        else:
+            for cfg, _ in saved:
+                cfg._attn_implementation_internal = "eager"
+        yield
+    finally:
+        # Set the stored values directly: the public setter would re-validate and cascade.
+        for cfg, value in saved:
+            cfg._attn_implementation_internal = value
+
+
+# ----- adapter hook points, with MethodError where a model lacks one --------------------
+def require_adapter(target: Target, method: str) -> Any:
+    if target.adapter is None:
+        raise MethodError(f"{method} reads the model's internals: build the Target with its adapter")
+    return target.adapter
+
+
+def hook_point(method: str, adapter: Any, name: str, *args: Any) -> Any:
+    """``adapter.<name>(*args)``; NotImplementedError becomes a MethodError naming the method."""
+    try:
+        return getattr(adapter, name)(*args)
+    except NotImplementedError as e:
+        raise MethodError(
+            f"{method} cannot be applied to {getattr(adapter, 'name', type(adapter).__name__)}: {e}"
+        ) from e
+
+
+def vision_layers(adapter: Any, method: str) -> list[torch.nn.Module]:
+    layers = list(hook_point(method, adapter, "vision_layers"))
+    if not layers:
+        raise MethodError(f"{method}: the adapter lists no vision layers")
+    return layers
+
+
+def attention_modules(layers: Sequence[torch.nn.Module]) -> list[torch.nn.Module]:
+    """The outermost self-attention module inside each layer (found by class name, so no
+    model names are needed here); layers without one (conv blocks) are skipped."""
+    found = []
+    for layer in layers:
+        for _, module in layer.named_modules():
+            if "Attention" in type(module).__name__:
+                found.append(module)
+                break  # named_modules is pre-order: the first hit is the outermost
+    return found
+
+
+def patch_values(adapter: Any, tokens: torch.Tensor, method: str) -> torch.Tensor:
+    """Per-token values ``[N]`` -> per-patch values ``[P]`` (class/register tokens dropped)."""
+    return hook_point(method, adapter, "patch_tokens", tokens[None, :, None])[0, :, 0]
+
+
+def to_heatmap(adapter: Any, patch_map: torch.Tensor, pixels: torch.Tensor, method: str) -> torch.Tensor:
+    """Patch values ``[P]`` (row-major over the vision grid) -> heatmap ``[H, W]`` in [0, 1]."""
+    rows, cols = hook_point(method, adapter, "vision_grid", pixels)
+    if patch_map.numel() != rows * cols:
+        raise MethodError(
+            f"{method}: {patch_map.numel()} patch values do not fill the {rows}x{cols} vision grid "
+            "(multi-crop or tiled encoders need an adapter that maps every crop to the image)"
+        )
+    grid = patch_map.detach().float().reshape(rows, cols)
+    heat = hook_point(method, adapter, "grid_to_pixels", grid, *pixels.shape[-2:])
+    if not torch.isfinite(heat).all():
+        raise MethodError(f"{method}: the heatmap is not finite (the model's scores overflowed)")
+    return normalize_map(heat).to(pixels.device)

@@ -1,0 +1,133 @@
+"""T-MM (Chefer, Gur & Wolf, ICCV 2021a, "Generic attention-model explainability ..."),
+applied to the vision encoder with the score ``f`` of the selected answer tokens.
+
+For each vision self-attention layer ``l``, with attention probabilities ``A_l``
+``[heads, N, N]`` and their gradient ``df/dA_l`` (paper Eq. 2)::
+
+    Abar_l = mean_heads(ReLU(df/dA_l * A_l))
+    R = I;  R <- R + Abar_l @ R   for l = 1..L
+
+and the heatmap is the class token's row of ``R`` over the patch tokens, on the vision grid.
+Gradients go to the image only (the language model runs; text relevance is not tracked).
+
+Where we differ from the paper / Chefer:
+
+- the rollout starts from ``R = I`` as in Chefer's code, i.e. ``(I + Abar_L)...(I + Abar_1)``;
+  paper Sec. 4.3 writes the first factor as ``Abar_1`` without the identity;
+- an encoder without a class token (N equals the patch count) uses the mean of the rows;
+- ``rows="patches"`` reads the mean of the patch tokens' rows instead of the class token's:
+  LLaVA-style models feed the patch tokens, not the class token, to the language model, so
+  the class row only sees relevance that reaches it through earlier layers;
+- layers after the one the model reads its features from get no gradient: ``Abar = 0``;
+- attention weights exist only under eager attention: the model is switched to eager for
+  the call and restored afterwards (also on error).
+
+Example::
+
+    lens = vlm_focus.load("shapes-llava", method="tmm", rows="cls")
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..errors import InputError, MethodError
+from .base import Method, Target, register_method
+from .hooks import (
+    attention_modules,
+    attention_weights,
+    capture_outputs,
+    eager_attention,
+    hook_point,
+    patch_values,
+    require_adapter,
+    to_heatmap,
+    vision_layers,
+)
+
+
+def attention_modules_of(adapter, method: str) -> list[torch.nn.Module]:
+    modules = attention_modules(vision_layers(adapter, method))
+    if not modules:
+        raise MethodError(
+            f"{method} needs a transformer vision encoder: no self-attention in the vision layers"
+        )
+    return modules
+
+
+def weighted_attention(
+    target: Target, images: torch.Tensor, modules: list[torch.nn.Module], method: str
+) -> list[torch.Tensor | None]:
+    """``sum_b df/dA_l(images_b) * A_l(images_b)`` ``[heads, N, N]`` per layer for a batch
+    ``[B, 3, H, W]`` (None for a layer the score does not reach)."""
+    x = images.detach().clone().requires_grad_(True)
+    with torch.enable_grad(), capture_outputs(modules, select=attention_weights) as outs:
+        score = target.f(x).sum()
+    attns = []
+    for calls in outs:
+        if len(calls) != 1 or calls[0] is None:
+            raise MethodError(
+                f"{method}: a vision attention layer returned no attention weights (ran {len(calls)} times); "
+                "the model must support eager attention and run its encoder once per image"
+            )
+        attns.append(calls[0])
+    live = [a for a in attns if a.requires_grad]
+    if not live:
+        raise MethodError(f"{method}: the attention weights do not depend on the image")
+    grads = iter(torch.autograd.grad(score, live, allow_unused=True))
+    out: list[torch.Tensor | None] = []
+    for a in attns:
+        g = next(grads) if a.requires_grad else None
+        out.append(None if g is None else (g.float() * a.detach().float()).sum(0))
+    if all(o is None for o in out):
+        raise MethodError(f"{method}: no vision attention layer reaches the answer score")
+    return out
+
+
+def rollout(cams: list[torch.Tensor | None]) -> torch.Tensor:
+    """Chefer's rule: ``Abar = mean_heads(ReLU(cam))`` per layer, ``R = I; R += Abar @ R``,
+    input to output; ``cams[l]`` is ``df/dA_l * A_l`` ``[heads, N, N]`` (None: no gradient)."""
+    n = next(c for c in cams if c is not None).shape[-1]
+    r = torch.eye(n)
+    for cam in cams:
+        if cam is not None:
+            abar = torch.relu(cam.float().cpu()).mean(0)
+            r = r + abar @ r
+    return r
+
+
+def token_relevance(r: torch.Tensor, n_patches: int, rows: str, adapter, method: str) -> torch.Tensor:
+    """Relevance ``[N]`` of every token. ``rows="cls"``: the class token's row (the mean row
+    when there is no class token); ``"patches"``: the mean of the patch tokens' rows."""
+    if rows == "patches":
+        return hook_point(method, adapter, "patch_tokens", r[None])[0].mean(0)
+    return r.mean(0) if r.shape[0] == n_patches else r[0]
+
+
+def relevance_heatmap(
+    target: Target, cams: list[torch.Tensor | None], pixels: torch.Tensor, rows: str, method: str
+) -> torch.Tensor:
+    if rows not in ("cls", "patches"):
+        raise InputError(f"{method}: rows must be 'cls' or 'patches', got {rows!r}")
+    adapter = target.adapter
+    grid_rows, grid_cols = hook_point(method, adapter, "vision_grid", pixels)
+    relevance = token_relevance(rollout(cams), grid_rows * grid_cols, rows, adapter, method)
+    return to_heatmap(adapter, patch_values(adapter, relevance, method), pixels, method)
+
+
+@register_method("tmm")
+class TMM(Method):
+    """Chefer 2021a gradient-weighted attention rollout over the vision encoder."""
+
+    needs_attention = True
+
+    @classmethod
+    def defaults(cls) -> dict:
+        return {"rows": "cls"}
+
+    def explain(self, target: Target, pixels: torch.Tensor, baseline: torch.Tensor) -> torch.Tensor:
+        adapter = require_adapter(target, self.name)
+        modules = attention_modules_of(adapter, self.name)
+        with eager_attention(adapter.model):
+            cams = weighted_attention(target, pixels[None], modules, self.name)
+        return relevance_heatmap(target, cams, pixels, self.options["rows"], self.name)

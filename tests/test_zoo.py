@@ -1,0 +1,60 @@
+"""End-to-end on the shipped model: offline loading, correct answers, sensible heatmaps."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import vlm_focus
+from vlm_focus.data.shapes import QTYPES, answer_correct, make_sample
+from vlm_focus.images import to_tensor
+
+EVAL_SEED = 777  # never used in training (seeds 0 and 1)
+
+
+@pytest.fixture(scope="module")
+def lens():
+    return vlm_focus.load("shapes-llava", device="cpu")
+
+
+def test_zoo_is_listed_and_small():
+    assert "shapes-llava" in vlm_focus.list_models()
+    from vlm_focus.models.registry import ZOO
+
+    files = list((ZOO / "shapes-llava").iterdir())
+    assert not any(f.suffix in (".bin", ".pt", ".pkl", ".pth") for f in files)  # safetensors only
+    assert sum(f.stat().st_size for f in files) < 20 * 2**20
+
+
+def test_loads_offline_in_a_fresh_process():
+    code = "import vlm_focus; l = vlm_focus.load('shapes-llava', device='cpu'); print(type(l.adapter).__name__)"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HOME": "/nonexistent-hf-home"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "LlavaAdapter" in out.stdout
+
+
+@pytest.mark.parametrize("qtype", QTYPES)
+def test_answers_fresh_scenes(lens, qtype):
+    lo = 2 if qtype in ("color", "shape") else 1
+    samples = [make_sample(EVAL_SEED, i, qtype, min_objects=lo) for i in range(10)]
+    answers = [lens.adapter.tokenizer.decode(lens.adapter.generate(to_tensor(s.image), s.question))
+               for s in samples]
+    assert np.mean([answer_correct(a, s) for a, s in zip(answers, samples)]) >= 0.9, answers
+
+
+@pytest.mark.parametrize("index", range(3))
+def test_explain_selects_key_tokens_and_finds_the_object(lens, index):
+    s = make_sample(EVAL_SEED + 1, index, "color", min_objects=2, max_objects=3)
+    ex = lens.explain(s.image, s.question)
+    assert answer_correct(ex.answer, s)
+    words = [t.strip().lower() for t in ex.selected_text]
+    assert s.key in words  # the colour word is image-dependent ...
+    assert not {"the", "is", "."} & set(words)  # ... the filler is not
+    peak = np.unravel_index(np.argmax(ex.heatmap), ex.heatmap.shape)
+    ys, xs = np.nonzero(s.evidence)
+    near = np.min(np.hypot(ys - peak[0], xs - peak[1]))
+    assert near <= 3, f"heatmap peak {peak} is {near:.1f} px from the object"
+    assert ex.scores["insertion"] > ex.scores["deletion"]
