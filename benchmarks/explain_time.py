@@ -1,6 +1,6 @@
 """Wall time of model loading and of one explanation on the shipped model (this machine's CPU).
 
-    python benchmarks/explain_time.py --model shapes-llava --n 10 --threads 2
+python benchmarks/explain_time.py --model shapes-llava --n 10 --threads 2
 """
 
 from __future__ import annotations
@@ -20,10 +20,22 @@ from vlm_focus.data.shapes import make_sample
 
 def load_seconds(model: str, repeats: int) -> list[float]:
     """Time ``vlm_focus.load`` in fresh processes (imports excluded, weights from disk)."""
-    code = (f"import time, vlm_focus; t = time.perf_counter(); vlm_focus.load({model!r}, device='cpu'); "
-            "print(time.perf_counter() - t)")
-    return [float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                                 env={"HF_HUB_OFFLINE": "1", "PATH": ""}).stdout.split()[-1]) for _ in range(repeats)]
+    code = (
+        f"import time, vlm_focus; t = time.perf_counter(); vlm_focus.load({model!r}, device='cpu'); "
+        "print(time.perf_counter() - t)"
+    )
+    return [
+        float(
+            subprocess.run(
+                [sys.executable, "-c", code],
+                capture_output=True,
+                text=True,
+                check=True,
+                env={"HF_HUB_OFFLINE": "1", "PATH": ""},
+            ).stdout.split()[-1]
+        )
+        for _ in range(repeats)
+    ]
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -45,7 +57,10 @@ def main(argv: list[str] | None = None) -> dict:
         for k, v in ex.timings.items():
             parts.setdefault(k, []).append(v)
     result = {
-        "model": args.model, "method": args.method, "threads": args.threads, "n": args.n,
+        "model": args.model,
+        "method": args.method,
+        "threads": args.threads,
+        "n": args.n,
         "load_seconds_median": round(statistics.median(loads), 2),
         "explain_seconds_median": round(statistics.median(totals), 2),
         "explain_seconds_min_max": [round(min(totals), 2), round(max(totals), 2)],

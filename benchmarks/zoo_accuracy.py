@@ -34,11 +34,19 @@ def batched_answers(adapter, samples, batch: int = 50) -> list[str]:
     out = []
     for i in range(0, len(samples), batch):
         part = samples[i : i + batch]
-        enc = proc(text=[adapter.prompt(s.question) for s in part], images=[s.image for s in part],
-                   return_tensors="pt", padding=True)
+        enc = proc(
+            text=[adapter.prompt(s.question) for s in part],
+            images=[s.image for s in part],
+            return_tensors="pt",
+            padding=True,
+        )
         with torch.no_grad():
-            gen = adapter.model.generate(**enc, max_new_tokens=16, do_sample=False, pad_token_id=tok.pad_token_id)
-        out += [t.strip() for t in tok.batch_decode(gen[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)]
+            gen = adapter.model.generate(
+                **enc, max_new_tokens=16, do_sample=False, pad_token_id=tok.pad_token_id
+            )
+        out += [
+            t.strip() for t in tok.batch_decode(gen[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
+        ]
     return out
 
 
@@ -76,9 +84,12 @@ def main(argv: list[str] | None = None) -> dict:
                 elif is_filler(t) and t.strip().lower() not in ("no", "one"):
                     filler_llr.append(v)
     result["llr"] = {
-        "key_mean": float(np.mean(key_llr)), "key_share_above_1": float(np.mean(np.array(key_llr) > 1.0)),
-        "filler_mean": float(np.mean(filler_llr)), "filler_share_above_1": float(np.mean(np.array(filler_llr) > 1.0)),
-        "n_key": len(key_llr), "n_filler": len(filler_llr),
+        "key_mean": float(np.mean(key_llr)),
+        "key_share_above_1": float(np.mean(np.array(key_llr) > 1.0)),
+        "filler_mean": float(np.mean(filler_llr)),
+        "filler_share_above_1": float(np.mean(np.array(filler_llr) > 1.0)),
+        "n_key": len(key_llr),
+        "n_filler": len(filler_llr),
     }
     result["seconds"] = round(time.perf_counter() - t0, 1)
     print(json.dumps(result, indent=2))

@@ -51,8 +51,9 @@ def test_scorer_equals_teacher_forced_forward(adapters, family, scene):
     with torch.no_grad():
         ours = scorer(pixels[None])[0]
         ids = scorer.input_ids
-        logits = adapter.model(input_ids=ids, attention_mask=torch.ones_like(ids),
-                               **adapter.preprocess(pixels[None])).logits[0]
+        logits = adapter.model(
+            input_ids=ids, attention_mask=torch.ones_like(ids), **adapter.preprocess(pixels[None])
+        ).logits[0]
         full = logits.float().log_softmax(-1)[scorer.positions].gather(-1, answer.view(-1, 1))[:, 0]
     assert ours.shape == (len(answer),)
     assert torch.allclose(ours, full, atol=1e-4)
@@ -96,8 +97,11 @@ def test_text_only_model_is_refused(tmp_path):
 
     from vlm_focus.models import load_adapter
 
-    LlamaForCausalLM(LlamaConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                                 num_attention_heads=2, vocab_size=50)).save_pretrained(tmp_path)
+    LlamaForCausalLM(
+        LlamaConfig(
+            hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2, vocab_size=50
+        )
+    ).save_pretrained(tmp_path)
     with pytest.raises(ModelError, match="cannot take images"):
         load_adapter(str(tmp_path))
     with pytest.raises(ModelError, match="cannot load"):

@@ -16,7 +16,6 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-import torch
 
 import vlm_focus
 from vlm_focus.errors import DataError, ImageError, InputError
@@ -29,19 +28,33 @@ from vlm_focus.evaluate import (
 )
 from vlm_focus.explanation import Explanation
 
-FAST = {"iterations": 1, "ig_iter": 2, "size": 8, "alpha": -100.0, "metric_steps": 5, "metric_grid": 8,
-        "max_new_tokens": 4}
-FAST_CLI = ["--alpha=-100", "--max-new-tokens", "4", "--device", "cpu", "--no-progress", "-O", "iterations=1",
-            "-O", "ig_iter=2", "-O", "size=8", "-O", "metric_steps=5", "-O", "metric_grid=8"]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # Two threads on two cores shared with other jobs spin-wait: ~100x slower.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+FAST = {
+    "iterations": 1,
+    "ig_iter": 2,
+    "size": 8,
+    "alpha": -100.0,
+    "metric_steps": 5,
+    "metric_grid": 8,
+    "max_new_tokens": 4,
+}
+FAST_CLI = [
+    "--alpha=-100",
+    "--max-new-tokens",
+    "4",
+    "--device",
+    "cpu",
+    "--no-progress",
+    "-O",
+    "iterations=1",
+    "-O",
+    "ig_iter=2",
+    "-O",
+    "size=8",
+    "-O",
+    "metric_steps=5",
+    "-O",
+    "metric_grid=8",
+]
 
 
 @pytest.fixture(scope="module")
@@ -86,8 +99,9 @@ def test_run_writes_one_line_per_sample_heatmaps_and_summary(full_run):
     assert "relevance_mass" in format_table(summary)
 
 
-def test_interrupted_then_resumed_run_has_every_sample_once_with_the_same_numbers(lens, full_run, tmp_path,
-                                                                                  monkeypatch):
+def test_interrupted_then_resumed_run_has_every_sample_once_with_the_same_numbers(
+    lens, full_run, tmp_path, monkeypatch
+):
     calls = []
     explain = lens.explain
 
@@ -137,15 +151,33 @@ def test_a_failing_sample_is_recorded_as_skipped_and_the_run_goes_on(lens, tmp_p
     assert [r["status"] for r in recs] == ["ok", "skipped", "ok"]
     assert recs[1]["reason"] == "ImageError: image file is truncated"
     assert not (tmp_path / "heatmaps" / "shapes-0-1.npy").exists()
-    assert summary["skipped"]["by_reason"] == {"ImageError: image file is truncated": {"count": 1, "share": 1 / 3}}
+    assert summary["skipped"]["by_reason"] == {
+        "ImageError: image file is truncated": {"count": 1, "share": 1 / 3}
+    }
     assert summary["metrics"]["deletion"]["overall"]["n"] == 2
 
 
 def test_cli_evaluate(tiny_llava_dir, tmp_path, capsys):
     from vlm_focus.cli import main
 
-    args = ["evaluate", "--dataset", "shapes", "--model", str(tiny_llava_dir), "--method", "igos++", "--limit", "2",
-            "--out", str(tmp_path), "--seed", "5", "--qtypes", "color,shape", *FAST_CLI]
+    args = [
+        "evaluate",
+        "--dataset",
+        "shapes",
+        "--model",
+        str(tiny_llava_dir),
+        "--method",
+        "igos++",
+        "--limit",
+        "2",
+        "--out",
+        str(tmp_path),
+        "--seed",
+        "5",
+        "--qtypes",
+        "color,shape",
+        *FAST_CLI,
+    ]
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "pointing_game" in out and "accuracy" in out
@@ -153,7 +185,10 @@ def test_cli_evaluate(tiny_llava_dir, tmp_path, capsys):
     assert [(r["id"], r["qtype"]) for r in recs] == [("shapes-5-0", "color"), ("shapes-5-1", "shape")]
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["args"]["cli"]["option"][0] == "iterations=1"
-    assert summary["args"]["lens_options"]["alpha"] == -100.0 and summary["args"]["qtypes"] == ["color", "shape"]
+    assert summary["args"]["lens_options"]["alpha"] == -100.0 and summary["args"]["qtypes"] == [
+        "color",
+        "shape",
+    ]
     assert main(args) == 2  # refused: results exist
     assert "--resume" in capsys.readouterr().err
     assert main([*args, "--resume"]) == 0  # nothing left to do
@@ -177,11 +212,21 @@ class FakeLens:
             raise self.fail[question]
         objects = (np.asarray(image).min(-1) < 150).astype(np.float32)  # the ground is light grey
         depends = not question.startswith("How many")
-        return Explanation(model="fake", method="fake", question=question, answer="The x is red.",
-                           tokens=["The", " red"], token_ids=[1, 2], logprob=[-1.0, -1.0],
-                           logprob_baseline=[-1.0, -5.0], llr=[0.0, 4.0], selected=[1] if depends else [],
-                           alpha=1.0, heatmap=objects if depends else None,
-                           scores={"deletion": 0.25, "insertion": 0.75} if depends else {})
+        return Explanation(
+            model="fake",
+            method="fake",
+            question=question,
+            answer="The x is red.",
+            tokens=["The", " red"],
+            token_ids=[1, 2],
+            logprob=[-1.0, -1.0],
+            logprob_baseline=[-1.0, -5.0],
+            llr=[0.0, 4.0],
+            selected=[1] if depends else [],
+            alpha=1.0,
+            heatmap=objects if depends else None,
+            scores={"deletion": 0.25, "insertion": 0.75} if depends else {},
+        )
 
 
 def test_no_image_dependence_is_skipped_and_localisation_uses_the_evidence(tmp_path):
@@ -193,7 +238,9 @@ def test_no_image_dependence_is_skipped_and_localisation_uses_the_evidence(tmp_p
     assert recs[2]["reason"] == NO_IMAGE and recs[2]["answer"] == "The x is red."
     # the heatmap marks every object alike: the evidence's share of the object pixels
     for r in (recs[0], recs[1], recs[3]):
-        sample = make_sample(1, r["index"], r["qtype"], min_objects=2 if r["qtype"] in ("color", "shape") else 1)
+        sample = make_sample(
+            1, r["index"], r["qtype"], min_objects=2 if r["qtype"] in ("color", "shape") else 1
+        )
         share = sample.evidence.sum() / np.logical_or.reduce([o.mask for o in sample.objects]).sum()
         assert 0 < share < 1
         assert r["relevance_mass"] == pytest.approx(share) and r["relevance_rank"] == pytest.approx(share)
@@ -222,9 +269,13 @@ def test_unexpected_errors_are_recorded_and_retried_on_resume(tmp_path):
 def test_resume_refuses_other_settings(tmp_path):
     run_evaluation(FakeLens({"iterations": 5}), limit=1, out=tmp_path, seed=0, progress=False)
     with pytest.raises(InputError, match="method_options"):
-        run_evaluation(FakeLens({"iterations": 9}), limit=2, out=tmp_path, seed=0, resume=True, progress=False)
+        run_evaluation(
+            FakeLens({"iterations": 9}), limit=2, out=tmp_path, seed=0, resume=True, progress=False
+        )
     with pytest.raises(InputError, match="seed"):
-        run_evaluation(FakeLens({"iterations": 5}), limit=2, out=tmp_path, seed=1, resume=True, progress=False)
+        run_evaluation(
+            FakeLens({"iterations": 5}), limit=2, out=tmp_path, seed=1, resume=True, progress=False
+        )
     lens = FakeLens({"iterations": 5})
     lens.options["batch_size"] = 2  # speed settings may change
     run_evaluation(lens, limit=2, out=tmp_path, seed=0, resume=True, progress=False)
@@ -258,10 +309,23 @@ def test_killed_subprocess_run_resumes_without_loss_or_duplicates(tiny_llava_dir
     from vlm_focus.cli import main
 
     limit = 30
-    args = ["evaluate", "--model", str(tiny_llava_dir), "--limit", str(limit), "--out", str(tmp_path), *FAST_CLI]
+    args = [
+        "evaluate",
+        "--model",
+        str(tiny_llava_dir),
+        "--limit",
+        str(limit),
+        "--out",
+        str(tmp_path),
+        *FAST_CLI,
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
-    proc = subprocess.Popen([sys.executable, "-m", "vlm_focus.cli", *args], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vlm_focus.cli", *args],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     results = tmp_path / "results.jsonl"
     deadline = time.monotonic() + 180
     try:

@@ -34,8 +34,21 @@ def test_explain_outputs_and_round_trip(lens, tmp_path):
     for name in ("explanation.json", "heatmap.npy", "overlay.png", "report.html", "image.png"):
         assert (out / name).stat().st_size > 0
     data = json.loads((out / "explanation.json").read_text())
-    for key in ("model", "method", "question", "answer", "tokens", "logprob", "logprob_baseline", "llr",
-                "selected", "scores", "timings", "args", "heatmap"):
+    for key in (
+        "model",
+        "method",
+        "question",
+        "answer",
+        "tokens",
+        "logprob",
+        "logprob_baseline",
+        "llr",
+        "selected",
+        "scores",
+        "timings",
+        "args",
+        "heatmap",
+    ):
         assert key in data
     assert data["heatmap"] == "heatmap.npy" and data["args"]["method_options"]["iterations"] == 1
     back = Explanation.load(out)
@@ -70,7 +83,7 @@ def test_bad_inputs(lens, tmp_path):
 def test_nan_in_optimisation_is_reported(lens, monkeypatch):
     from vlm_focus.methods.base import Target
 
-    monkeypatch.setattr(Target, "f", lambda self, x: (x.sum(dim=(1, 2, 3)) * float("nan")))
+    monkeypatch.setattr(Target, "f", lambda self, x: x.sum(dim=(1, 2, 3)) * float("nan"))
     with pytest.raises(MethodError, match="non-finite"):
         lens.explain(Image.new("RGB", (32, 32), (10, 200, 10)), "What color is the circle?")
 
@@ -80,9 +93,28 @@ def test_cli_explain_and_errors(tiny_llava_dir, tmp_path, capsys):
 
     img = tmp_path / "x.png"
     Image.new("RGB", (48, 32), (20, 60, 200)).save(img)
-    args = ["explain", "--image", str(img), "--question", "What color is the square?", "--model",
-            str(tiny_llava_dir), "--alpha=-1e9", "--device", "cpu", "--out", str(tmp_path / "o"),
-            "-O", "iterations=1", "-O", "ig_iter=2", "-O", "size=8", "--max-new-tokens", "3"]
+    args = [
+        "explain",
+        "--image",
+        str(img),
+        "--question",
+        "What color is the square?",
+        "--model",
+        str(tiny_llava_dir),
+        "--alpha=-1e9",
+        "--device",
+        "cpu",
+        "--out",
+        str(tmp_path / "o"),
+        "-O",
+        "iterations=1",
+        "-O",
+        "ig_iter=2",
+        "-O",
+        "size=8",
+        "--max-new-tokens",
+        "3",
+    ]
     assert main(args) == 0
     assert np.load(tmp_path / "o" / "heatmap.npy").shape == (32, 48)
     bad = list(args)
@@ -94,8 +126,9 @@ def test_cli_explain_and_errors(tiny_llava_dir, tmp_path, capsys):
 
 
 def test_gradient_checkpointing_option(tiny_llava_dir):
-    lens = vlm_focus.load(str(tiny_llava_dir), device="cpu", gradient_checkpointing=True, alpha=-1e9,
-                          max_new_tokens=2, **FAST)
+    lens = vlm_focus.load(
+        str(tiny_llava_dir), device="cpu", gradient_checkpointing=True, alpha=-1e9, max_new_tokens=2, **FAST
+    )
     ex = lens.explain(Image.new("RGB", (32, 32), (10, 10, 200)), "What color is the square?")
     assert ex.heatmap is not None and np.isfinite(ex.heatmap).all()
     assert not any(p.requires_grad for p in lens.adapter.model.parameters())

@@ -53,8 +53,9 @@ def test_integrated_gradient_of_linear_score():
     target = Target(FakeScorer(wgt), [0])
     image, base = torch.ones(3, 16, 16), torch.zeros(3, 16, 16)
     mask = torch.ones(1, 1, 16, 16)  # same grid: upsampling is the identity
-    grad, value = integrated_mask_gradient(target, image, base, mask, steps=4, noise=0.0,
-                                           generator=torch.Generator(), batch_size=3)
+    grad, value = integrated_mask_gradient(
+        target, image, base, mask, steps=4, noise=0.0, generator=torch.Generator(), batch_size=3
+    )
     mean_alpha = (0.25 + 0.5 + 0.75 + 1.0) / 4
     assert torch.allclose(grad[0, 0], mean_alpha * wgt.sum(0))
     assert value == pytest.approx(mean_alpha * float(wgt.sum()))
@@ -80,7 +81,9 @@ def test_nan_is_a_clear_error():
 
     target = Target(NaNScorer(square_weight()), [0])
     with pytest.raises(MethodError, match="non-finite"):
-        get_method("igos++", size=4, iterations=1, ig_iter=2).explain(target, torch.ones(3, 16, 16), torch.zeros(3, 16, 16))
+        get_method("igos++", size=4, iterations=1, ig_iter=2).explain(
+            target, torch.ones(3, 16, 16), torch.zeros(3, 16, 16)
+        )
 
 
 def test_unknown_option():

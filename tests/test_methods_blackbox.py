@@ -2,24 +2,13 @@
 
 import pytest
 import torch
+from fakes import FnScorer
 from torch import nn
 
 from vlm_focus.errors import InputError
 from vlm_focus.methods import Target, get_method
 from vlm_focus.methods.attention import image_attention
 from vlm_focus.methods.hooks import capture_outputs, eager_attention, hooks
-
-
-class FnScorer:
-    """A scorer from any function of pixels ``[B, 3, H, W] -> [B]`` (one 'token')."""
-
-    batch_size = 2
-
-    def __init__(self, fn):
-        self.fn = fn
-
-    def __call__(self, pixels):
-        return self.fn(pixels)[:, None]
 
 
 def square_target(h=32, w=32, box=(8, 16, 20, 28), weight=0.02):

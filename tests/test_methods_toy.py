@@ -4,6 +4,7 @@
 import pytest
 import torch
 import torch.nn.functional as F
+from fakes import FnScorer
 from torch import nn
 
 from vlm_focus.errors import InputError, MethodError
@@ -78,18 +79,6 @@ class ToyAdapter:
 
     def grid_to_pixels(self, grid_map, height, width):
         return F.interpolate(grid_map[None, None], size=(height, width), mode="nearest")[0, 0]
-
-
-class FnScorer:
-    """A scorer from any function of pixels ``[B, 3, H, W] -> [B]`` (one 'token')."""
-
-    batch_size = 2
-
-    def __init__(self, fn):
-        self.fn = fn
-
-    def __call__(self, pixels):
-        return self.fn(pixels)[:, None]
 
 
 def vit_target():

@@ -59,7 +59,9 @@ def test_relevance_rank_top_k_and_even_tie_split():
     # drawn at random hit the mask 2 * (1/3) times on average: share (2/3) / 2 = 1/3.
     tied = np.array([[1.0, 1.0], [1.0, 0.0]])
     assert relevance_rank(tied, _mask((2, 2), (0, 0), (1, 1))) == pytest.approx(1 / 3)
-    assert relevance_rank(np.ones((4, 4)), _mask((4, 4), (0, 0), (1, 1), (2, 2), (3, 3))) == pytest.approx(0.25)
+    assert relevance_rank(np.ones((4, 4)), _mask((4, 4), (0, 0), (1, 1), (2, 2), (3, 3))) == pytest.approx(
+        0.25
+    )
 
 
 def test_energy_pointing_min_max_normalises_unlike_relevance_mass():
@@ -84,7 +86,11 @@ def test_inputs_tensors_and_validation():
     mask = torch.zeros(4, 4, dtype=torch.bool)
     mask[1, 1] = True
     assert localization_scores(heat, mask, tolerance=0) == {
-        "pointing_game": 1.0, "relevance_mass": 1.0, "relevance_rank": 1.0, "energy_pointing": 1.0}
+        "pointing_game": 1.0,
+        "relevance_mass": 1.0,
+        "relevance_rank": 1.0,
+        "energy_pointing": 1.0,
+    }
     with pytest.raises(InputError, match="same shape"):
         relevance_mass(np.ones((4, 4)), np.ones((4, 5)))
     with pytest.raises(InputError, match="2-D"):

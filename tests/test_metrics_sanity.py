@@ -88,19 +88,21 @@ class _ImageOnly(Method):
         return pixels.mean(0)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # Two threads on two cores shared with other jobs spin-wait: ~100x slower.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def lens(tiny_llava_dir):
-    return vlm_focus.load(str(tiny_llava_dir), method="igos++", device="cpu", iterations=1, ig_iter=2, size=8,
-                          alpha=-100.0, metric_steps=5, metric_grid=8, max_new_tokens=4, metrics=False)
+    return vlm_focus.load(
+        str(tiny_llava_dir),
+        method="igos++",
+        device="cpu",
+        iterations=1,
+        ig_iter=2,
+        size=8,
+        alpha=-100.0,
+        metric_steps=5,
+        metric_grid=8,
+        max_new_tokens=4,
+        metrics=False,
+    )
 
 
 def test_sanity_check_model_map_changes_image_map_does_not(lens, scene):

@@ -11,8 +11,22 @@ def test_training_script_end_to_end(tmp_path):
     from train_shapes_llava import main
 
     out = tmp_path / "m"
-    main(["--out", str(out), "--vision-steps", "3", "--vision-batch", "4", "--steps", "3", "--batch", "4",
-          "--eval-n", "2"])
+    main(
+        [
+            "--out",
+            str(out),
+            "--vision-steps",
+            "3",
+            "--vision-batch",
+            "4",
+            "--steps",
+            "3",
+            "--batch",
+            "4",
+            "--eval-n",
+            "2",
+        ]
+    )
     for name in ("model.safetensors", "config.json", "processor_config.json", "training.json"):
         assert (out / name).exists(), name
     lens = vlm_focus.load(str(out), device="cpu")

@@ -29,8 +29,15 @@ def test_zoo_is_listed_and_small():
 
 
 def test_loads_offline_in_a_fresh_process():
-    code = "import vlm_focus; l = vlm_focus.load('shapes-llava', device='cpu'); print(type(l.adapter).__name__)"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HOME": "/nonexistent-hf-home"}
+    code = (
+        "import vlm_focus; l = vlm_focus.load('shapes-llava', device='cpu'); print(type(l.adapter).__name__)"
+    )
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "HF_HOME": "/nonexistent-hf-home",
+    }
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "LlavaAdapter" in out.stdout
@@ -40,8 +47,9 @@ def test_loads_offline_in_a_fresh_process():
 def test_answers_fresh_scenes(lens, qtype):
     lo = 2 if qtype in ("color", "shape") else 1
     samples = [make_sample(EVAL_SEED, i, qtype, min_objects=lo) for i in range(10)]
-    answers = [lens.adapter.tokenizer.decode(lens.adapter.generate(to_tensor(s.image), s.question))
-               for s in samples]
+    answers = [
+        lens.adapter.tokenizer.decode(lens.adapter.generate(to_tensor(s.image), s.question)) for s in samples
+    ]
     assert np.mean([answer_correct(a, s) for a, s in zip(answers, samples)]) >= 0.9, answers
 
 

@@ -10,6 +10,8 @@ up- and down-scaling, any-resolution grids, padding) is reached by images of 30-
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -18,7 +20,14 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT / "training") not in sys.path:
     sys.path.insert(0, str(ROOT / "training"))
 
-QWEN_SPECIAL = ["<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"]
+QWEN_SPECIAL = [
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
+]
 
 # Qwen2-VL's template without the default system turn (shorter prompts, same structure).
 QWEN_TEMPLATE = (
@@ -36,6 +45,13 @@ ANYRES_SIZE = 32  # crop side of the tiny any-resolution models
 ANYRES_PINPOINTS = [[ANYRES_SIZE * i, ANYRES_SIZE * j] for i in (1, 2, 3) for j in (1, 2, 3)]
 
 
+def image_only(processor_cls: type) -> type:
+    """The processor class without its video processor (none can be built without torchvision)."""
+    from vlm_focus.models.qwen2_vl import image_only as strip_video
+
+    return strip_video(processor_cls)
+
+
 def qwen_tokenizer():
     """The project's small BPE tokenizer plus the special tokens Qwen processors need."""
     from tokenizers import AddedToken
@@ -46,9 +62,17 @@ def qwen_tokenizer():
     backend = build_tokenizer().backend_tokenizer
     backend.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in QWEN_SPECIAL])
     tok = PreTrainedTokenizerFast(
-        tokenizer_object=backend, bos_token="<s>", eos_token="<|im_end|>", pad_token="<pad>", unk_token="<unk>",
-        extra_special_tokens={"image_token": "<|image_pad|>", "video_token": "<|video_pad|>",
-                              "vision_start_token": "<|vision_start|>", "vision_end_token": "<|vision_end|>"},
+        tokenizer_object=backend,
+        bos_token="<s>",
+        eos_token="<|im_end|>",
+        pad_token="<pad>",
+        unk_token="<unk>",
+        extra_special_tokens={
+            "image_token": "<|image_pad|>",
+            "video_token": "<|video_pad|>",
+            "vision_start_token": "<|vision_start|>",
+            "vision_end_token": "<|vision_end|>",
+        },
     )
     tok.chat_template = QWEN_TEMPLATE
     return tok
@@ -59,13 +83,28 @@ def build_tiny_qwen(out: Path, variant: str = "qwen2_vl", seed: int = 0) -> Path
     import transformers as T
 
     tok = qwen_tokenizer()
-    ids = {k: tok.convert_tokens_to_ids(t) for k, t in [("image_token_id", "<|image_pad|>"),
-           ("video_token_id", "<|video_pad|>"), ("vision_start_token_id", "<|vision_start|>"),
-           ("vision_end_token_id", "<|vision_end|>")]}
-    text = dict(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=1024,
-                bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
-                rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [4, 6, 6]})
+    ids = {
+        k: tok.convert_tokens_to_ids(t)
+        for k, t in [
+            ("image_token_id", "<|image_pad|>"),
+            ("video_token_id", "<|video_pad|>"),
+            ("vision_start_token_id", "<|vision_start|>"),
+            ("vision_end_token_id", "<|vision_end|>"),
+        ]
+    }
+    text = dict(
+        vocab_size=len(tok),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+        rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [4, 6, 6]},
+    )
     patching = dict(patch_size=QWEN_PATCH, spatial_merge_size=QWEN_MERGE, temporal_patch_size=2)
     mean, std = None, None
     if variant == "qwen2_vl":
@@ -74,13 +113,29 @@ def build_tiny_qwen(out: Path, variant: str = "qwen2_vl", seed: int = 0) -> Path
         model_cls, proc_cls = T.Qwen2VLForConditionalGeneration, T.Qwen2VLProcessor
     elif variant == "qwen2_5_vl":
         # window 16 px = 2x2 merged tokens: several attention windows on every test image
-        vision = dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=64,
-                      window_size=16, fullatt_block_indexes=[1], **patching)
+        vision = dict(
+            depth=2,
+            hidden_size=32,
+            intermediate_size=64,
+            num_heads=2,
+            out_hidden_size=64,
+            window_size=16,
+            fullatt_block_indexes=[1],
+            **patching,
+        )
         config = T.Qwen2_5_VLConfig(vision_config=vision, text_config=text, **ids)
         model_cls, proc_cls = T.Qwen2_5_VLForConditionalGeneration, T.Qwen2_5_VLProcessor
     elif variant == "qwen3_vl":
-        vision = dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=64,
-                      num_position_embeddings=64, deepstack_visual_indexes=[0], **patching)
+        vision = dict(
+            depth=2,
+            hidden_size=32,
+            intermediate_size=64,
+            num_heads=2,
+            out_hidden_size=64,
+            num_position_embeddings=64,
+            deepstack_visual_indexes=[0],
+            **patching,
+        )
         text = dict(text, head_dim=32, rope_parameters={**text["rope_parameters"], "mrope_interleaved": True})
         config = T.Qwen3VLConfig(vision_config=vision, text_config=text, **ids)
         model_cls, proc_cls = T.Qwen3VLForConditionalGeneration, T.Qwen3VLProcessor
@@ -92,10 +147,17 @@ def build_tiny_qwen(out: Path, variant: str = "qwen2_vl", seed: int = 0) -> Path
     model.generation_config.eos_token_id = tok.eos_token_id
     model.generation_config.pad_token_id = tok.pad_token_id
     extra = {} if mean is None else {"image_mean": mean, "image_std": std}
-    image_processor = T.Qwen2VLImageProcessorPil(min_pixels=QWEN_MIN_PIXELS, max_pixels=QWEN_MAX_PIXELS,
-                                                 patch_size=QWEN_PATCH, merge_size=QWEN_MERGE,
-                                                 temporal_patch_size=2, **extra)
-    processor = proc_cls(image_processor=image_processor, tokenizer=tok, chat_template=QWEN_TEMPLATE)
+    image_processor = T.Qwen2VLImageProcessorPil(
+        min_pixels=QWEN_MIN_PIXELS,
+        max_pixels=QWEN_MAX_PIXELS,
+        patch_size=QWEN_PATCH,
+        merge_size=QWEN_MERGE,
+        temporal_patch_size=2,
+        **extra,
+    )
+    processor = image_only(proc_cls)(
+        image_processor=image_processor, tokenizer=tok, chat_template=QWEN_TEMPLATE
+    )
     model.save_pretrained(out)
     processor.save_pretrained(out)
     return out
@@ -113,25 +175,51 @@ def build_tiny_onevision(out: Path, seed: int = 0, aspect: str = "anyres_max_4")
 
     tok = build_tokenizer()
     patch = 8
-    vision = T.SiglipVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                                  image_size=ANYRES_SIZE, patch_size=patch, vision_use_head=False)
-    text = T.Qwen2Config(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
-                         num_key_value_heads=2, vocab_size=len(tok), max_position_embeddings=1024,
-                         pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, bos_token_id=tok.bos_token_id)
-    config = T.LlavaOnevisionConfig(vision_config=vision, text_config=text,
-                                    image_token_index=tok.convert_tokens_to_ids("<image>"),
-                                    image_grid_pinpoints=ANYRES_PINPOINTS, vision_aspect_ratio=aspect,
-                                    vision_feature_select_strategy="full", vision_feature_layer=-1)
+    vision = T.SiglipVisionConfig(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        image_size=ANYRES_SIZE,
+        patch_size=patch,
+        vision_use_head=False,
+    )
+    text = T.Qwen2Config(
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        vocab_size=len(tok),
+        max_position_embeddings=1024,
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.eos_token_id,
+        bos_token_id=tok.bos_token_id,
+    )
+    config = T.LlavaOnevisionConfig(
+        vision_config=vision,
+        text_config=text,
+        image_token_index=tok.convert_tokens_to_ids("<image>"),
+        image_grid_pinpoints=ANYRES_PINPOINTS,
+        vision_aspect_ratio=aspect,
+        vision_feature_select_strategy="full",
+        vision_feature_layer=-1,
+    )
     torch.manual_seed(seed)
     model = T.LlavaOnevisionForConditionalGeneration(config)
     model.generation_config.eos_token_id = tok.eos_token_id
     model.generation_config.pad_token_id = tok.pad_token_id
-    image_processor = T.LlavaOnevisionImageProcessorPil(size={"height": ANYRES_SIZE, "width": ANYRES_SIZE},
-                                                        image_grid_pinpoints=ANYRES_PINPOINTS)
-    processor = T.LlavaOnevisionProcessor(image_processor=image_processor, tokenizer=tok,
-                                          num_image_tokens=(ANYRES_SIZE // patch) ** 2,
-                                          vision_feature_select_strategy="full", chat_template=CHAT_TEMPLATE,
-                                          vision_aspect_ratio=aspect)
+    image_processor = T.LlavaOnevisionImageProcessorPil(
+        size={"height": ANYRES_SIZE, "width": ANYRES_SIZE}, image_grid_pinpoints=ANYRES_PINPOINTS
+    )
+    processor = image_only(T.LlavaOnevisionProcessor)(
+        image_processor=image_processor,
+        tokenizer=tok,
+        num_image_tokens=(ANYRES_SIZE // patch) ** 2,
+        vision_feature_select_strategy="full",
+        chat_template=CHAT_TEMPLATE,
+        vision_aspect_ratio=aspect,
+    )
     model.save_pretrained(out)
     processor.save_pretrained(out)
     return out
@@ -145,25 +233,86 @@ def build_tiny_llava_next(out: Path, seed: int = 0) -> Path:
 
     tok = build_tokenizer()
     patch = 8
-    vision = T.CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                                image_size=ANYRES_SIZE, patch_size=patch)
-    text = T.LlamaConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
-                         num_key_value_heads=2, vocab_size=len(tok), max_position_embeddings=1024,
-                         pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
-    config = T.LlavaNextConfig(vision_config=vision, text_config=text,
-                               image_token_index=tok.convert_tokens_to_ids("<image>"),
-                               image_grid_pinpoints=ANYRES_PINPOINTS, vision_feature_select_strategy="default",
-                               vision_feature_layer=-1)
+    vision = T.CLIPVisionConfig(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        image_size=ANYRES_SIZE,
+        patch_size=patch,
+    )
+    text = T.LlamaConfig(
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        vocab_size=len(tok),
+        max_position_embeddings=1024,
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.eos_token_id,
+    )
+    config = T.LlavaNextConfig(
+        vision_config=vision,
+        text_config=text,
+        image_token_index=tok.convert_tokens_to_ids("<image>"),
+        image_grid_pinpoints=ANYRES_PINPOINTS,
+        vision_feature_select_strategy="default",
+        vision_feature_layer=-1,
+    )
     torch.manual_seed(seed)
     model = T.LlavaNextForConditionalGeneration(config)
     model.generation_config.eos_token_id = tok.eos_token_id
     model.generation_config.pad_token_id = tok.pad_token_id
-    image_processor = T.LlavaNextImageProcessorPil(size={"shortest_edge": ANYRES_SIZE},
-                                                   crop_size={"height": ANYRES_SIZE, "width": ANYRES_SIZE},
-                                                   image_grid_pinpoints=ANYRES_PINPOINTS)
-    processor = T.LlavaNextProcessor(image_processor=image_processor, tokenizer=tok, patch_size=patch,
-                                     vision_feature_select_strategy="default", chat_template=CHAT_TEMPLATE,
-                                     num_additional_image_tokens=1)
+    image_processor = T.LlavaNextImageProcessorPil(
+        size={"shortest_edge": ANYRES_SIZE},
+        crop_size={"height": ANYRES_SIZE, "width": ANYRES_SIZE},
+        image_grid_pinpoints=ANYRES_PINPOINTS,
+    )
+    processor = T.LlavaNextProcessor(
+        image_processor=image_processor,
+        tokenizer=tok,
+        patch_size=patch,
+        vision_feature_select_strategy="default",
+        chat_template=CHAT_TEMPLATE,
+        num_additional_image_tokens=1,
+    )
     model.save_pretrained(out)
     processor.save_pretrained(out)
     return out
+
+
+@contextmanager
+def adapter_processors() -> Iterator[None]:
+    """Within the block, ``AutoProcessor.from_pretrained`` falls back to the adapter's own
+    ``load_processor`` (image-only processors: transformers 5.x cannot build the video
+    processors of Qwen-VL / LLaVA-OneVision without torchvision, which is absent here).
+
+    A stand-in, for the tests, until ``models/loading.py`` asks the adapter class for its
+    processor; afterwards ``load_adapter`` never reaches the patched function.
+    """
+    from unittest import mock
+
+    from transformers import AutoConfig, AutoProcessor
+
+    from vlm_focus.models.registry import MODEL_TYPES, adapter_for
+
+    original = AutoProcessor.from_pretrained
+
+    def from_pretrained(path, *args, **kwargs):
+        model_type = AutoConfig.from_pretrained(path).model_type
+        cls = adapter_for(model_type) if model_type in MODEL_TYPES else None
+        if cls is not None and hasattr(cls, "load_processor"):
+            return cls.load_processor(str(path), model_type, kwargs.get("trust_remote_code", False))
+        return original(path, *args, **kwargs)
+
+    with mock.patch.object(AutoProcessor, "from_pretrained", side_effect=from_pretrained):
+        yield
+
+
+def load_tiny(path: Path):
+    """``vlm_focus.models.load_adapter(path)`` on the CPU, inside :func:`adapter_processors`."""
+    from vlm_focus.models import load_adapter
+
+    with adapter_processors():
+        return load_adapter(str(path), device="cpu")

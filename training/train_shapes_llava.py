@@ -84,7 +84,9 @@ def build(size: int, patch: int, vocab: int, image_token_id: int, pad_id: int, e
     return config
 
 
-def pretrain_vision(config: CLIPVisionConfig, image_processor, steps: int, batch: int, log) -> CLIPVisionModel:
+def pretrain_vision(
+    config: CLIPVisionConfig, image_processor, steps: int, batch: int, log
+) -> CLIPVisionModel:
     torch.manual_seed(1)
     tower = CLIPVisionModel(config)
     n_classes = 1 + len(COLORS) * len(SHAPES)
@@ -105,15 +107,21 @@ def pretrain_vision(config: CLIPVisionConfig, image_processor, steps: int, batch
         # Background patches dominate; weight object patches up so binding is learnt.
         weight = torch.ones(n_classes)
         weight[0] = 0.2
-        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, n_classes), labels.reshape(-1).long(), weight=weight)
+        loss = torch.nn.functional.cross_entropy(
+            logits.reshape(-1, n_classes), labels.reshape(-1).long(), weight=weight
+        )
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         if step % 100 == 0 or step == steps - 1:
             fg = labels.reshape(-1) > 0
-            acc = (logits.reshape(-1, n_classes).argmax(-1)[fg] == labels.reshape(-1)[fg].long()).float().mean()
-            log(f"vision step {step} loss {loss.item():.3f} object-patch acc {acc.item():.3f} t={timer():.0f}s")
+            acc = (
+                (logits.reshape(-1, n_classes).argmax(-1)[fg] == labels.reshape(-1)[fg].long()).float().mean()
+            )
+            log(
+                f"vision step {step} loss {loss.item():.3f} object-patch acc {acc.item():.3f} t={timer():.0f}s"
+            )
     return tower
 
 

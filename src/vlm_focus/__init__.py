@@ -22,7 +22,20 @@ def list_models() -> list[str]:
 
 
 __all__ = [
-    "DataError", "Explanation", "ImageError", "InputError", "Lens", "MethodError", "ModelError",
-    "VlmFocusError", "list_adapters", "list_methods", "list_models", "list_zoo", "load", "register_adapter",
-    "register_method", "__version__",
+    "DataError",
+    "Explanation",
+    "ImageError",
+    "InputError",
+    "Lens",
+    "MethodError",
+    "ModelError",
+    "VlmFocusError",
+    "list_adapters",
+    "list_methods",
+    "list_models",
+    "list_zoo",
+    "load",
+    "register_adapter",
+    "register_method",
+    "__version__",
 ]

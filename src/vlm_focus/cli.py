@@ -49,21 +49,41 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device-map", default=None, help="e.g. auto, to spread a large model over GPUs")
     p.add_argument("--gradient-checkpointing", action="store_true")
     p.add_argument("--attn-implementation", default=None)
-    p.add_argument("--trust-remote-code", action="store_true", help="run code shipped with the model (unsafe)")
-    p.add_argument("--option", "-O", action="append", default=[], metavar="KEY=VALUE",
-                   help="method option, e.g. -O iterations=10 -O size=16")
+    p.add_argument(
+        "--trust-remote-code", action="store_true", help="run code shipped with the model (unsafe)"
+    )
+    p.add_argument(
+        "--option",
+        "-O",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="method option, e.g. -O iterations=10 -O size=16",
+    )
 
 
 def lens_from_args(args: argparse.Namespace):
     from .explain import load
 
     return load(
-        args.model, method=args.method, device=args.device, dtype=args.dtype, device_map=args.device_map,
-        trust_remote_code=args.trust_remote_code, attn_implementation=args.attn_implementation,
-        gradient_checkpointing=args.gradient_checkpointing, alpha=args.alpha, strategy=args.strategy,
-        baseline=args.baseline, drop_first=args.drop_first, drop_stopwords=args.drop_stopwords,
-        max_new_tokens=args.max_new_tokens, working_size=args.working_size, batch_size=args.batch_size,
-        metric_score=args.metric_score, **parse_options(args.option),
+        args.model,
+        method=args.method,
+        device=args.device,
+        dtype=args.dtype,
+        device_map=args.device_map,
+        trust_remote_code=args.trust_remote_code,
+        attn_implementation=args.attn_implementation,
+        gradient_checkpointing=args.gradient_checkpointing,
+        alpha=args.alpha,
+        strategy=args.strategy,
+        baseline=args.baseline,
+        drop_first=args.drop_first,
+        drop_stopwords=args.drop_stopwords,
+        max_new_tokens=args.max_new_tokens,
+        working_size=args.working_size,
+        batch_size=args.batch_size,
+        metric_score=args.metric_score,
+        **parse_options(args.option),
     )
 
 
@@ -75,8 +95,10 @@ def cmd_explain(args: argparse.Namespace) -> int:
     print(f"answer:   {ex.answer}")
     if ex.depends_on_image:
         print(f"image-dependent tokens: {[t.strip() for t in ex.selected_text]}")
-        print(f"deletion {ex.scores.get('deletion', float('nan')):.3f} (lower is better), "
-              f"insertion {ex.scores.get('insertion', float('nan')):.3f} (higher is better)")
+        print(
+            f"deletion {ex.scores.get('deletion', float('nan')):.3f} (lower is better), "
+            f"insertion {ex.scores.get('insertion', float('nan')):.3f} (higher is better)"
+        )
     for w in ex.warnings:
         print(f"note: {w}")
     print(f"time: {ex.timings.get('total', 0):.1f} s; wrote {out}/explanation.json, overlay.png, report.html")
@@ -86,7 +108,11 @@ def cmd_explain(args: argparse.Namespace) -> int:
 def cmd_list(args: argparse.Namespace) -> int:
     from . import list_adapters, list_methods, list_models
 
-    print(json.dumps({"models": list_models(), "methods": list_methods(), "adapters": list_adapters()}, indent=2))
+    print(
+        json.dumps(
+            {"models": list_models(), "methods": list_methods(), "adapters": list_adapters()}, indent=2
+        )
+    )
     return 0
 
 

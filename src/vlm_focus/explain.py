@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 import warnings
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -53,19 +54,38 @@ class Lens:
         self.adapter = adapter
         self.method = get_method(method, **method_options)
         self.options = {
-            "alpha": alpha, "strategy": strategy, "baseline": baseline, "drop_first": drop_first,
-            "drop_stopwords": drop_stopwords, "max_new_tokens": max_new_tokens, "working_size": working_size,
-            "batch_size": batch_size, "metrics": metrics, "metric_score": metric_score,
-            "metric_steps": metric_steps, "metric_grid": metric_grid,
+            "alpha": alpha,
+            "strategy": strategy,
+            "baseline": baseline,
+            "drop_first": drop_first,
+            "drop_stopwords": drop_stopwords,
+            "max_new_tokens": max_new_tokens,
+            "working_size": working_size,
+            "batch_size": batch_size,
+            "metrics": metrics,
+            "metric_score": metric_score,
+            "metric_steps": metric_steps,
+            "metric_grid": metric_grid,
         }
 
     def __repr__(self) -> str:
         return f"Lens(model={self.adapter.name!r}, method={self.method.name!r})"
 
-    def explain(self, image: ImageLike, question: str, answer: str | None = None) -> Explanation:
+    def explain(
+        self,
+        image: ImageLike,
+        question: str,
+        answer: str | None = None,
+        answer_ids: Sequence[int] | None = None,
+        selected: Sequence[int] | None = None,
+        metrics: bool | None = None,
+    ) -> Explanation:
         """Explain the model's answer to ``question`` about ``image``.
 
-        ``answer``: explain this answer text instead of generating one.
+        ``answer`` / ``answer_ids``: explain this answer (text or token ids) instead of
+        generating one. ``selected``: explain these token indices instead of selecting by
+        LLR (the LLRs are still computed and reported). ``metrics``: override the lens's
+        deletion/insertion setting for this call.
         """
         if not isinstance(question, str) or not question.strip():
             raise InputError("the question is empty")
@@ -83,46 +103,81 @@ class Lens:
         pixels = to_tensor(img, o["working_size"]).to(self.adapter.device)
         base = make_baseline(o["baseline"], pixels)
         lap("load")
-        if answer is None:
-            answer_ids = self.adapter.generate(pixels, question, max_new_tokens=o["max_new_tokens"])
+        if answer_ids is not None:
+            ids = torch.as_tensor(list(answer_ids), dtype=torch.long)
+        elif answer is not None:
+            ids = self.adapter.encode_answer(answer)
         else:
-            answer_ids = self.adapter.encode_answer(answer)
-        tokens = self.adapter.decode_tokens(answer_ids)
-        answer_text = self.adapter.tokenizer.decode(answer_ids.tolist(), skip_special_tokens=True).strip()
+            ids = self.adapter.generate(pixels, question, max_new_tokens=o["max_new_tokens"])
+        tokens = self.adapter.decode_tokens(ids)
+        answer_text = self.adapter.tokenizer.decode(ids.tolist(), skip_special_tokens=True).strip()
         lap("generate")
-        scorer = self.adapter.scorer(pixels, question, answer_ids, batch_size=o["batch_size"])
+        scorer = self.adapter.scorer(pixels, question, ids, batch_size=o["batch_size"])
         with torch.no_grad():
             both = scorer(torch.stack([pixels, base])).float().cpu()
         logp, logp_base = both[0], both[1]
         llr = logp - logp_base
-        selected = select_tokens(llr, o["alpha"], o["strategy"], tokens, answer_text, o["drop_first"],
-                                 o["drop_stopwords"])
+        if selected is None:
+            chosen = select_tokens(
+                llr, o["alpha"], o["strategy"], tokens, answer_text, o["drop_first"], o["drop_stopwords"]
+            )
+        else:
+            chosen = [int(t) for t in selected]
+            if any(not 0 <= t < len(tokens) for t in chosen):
+                raise InputError(
+                    f"selected token indices {chosen} out of range for {len(tokens)} answer tokens"
+                )
         lap("tokens")
         notes: list[str] = []
         result = Explanation(
-            model=self.adapter.name, method=self.method.name, question=question.strip(), answer=answer_text,
-            tokens=tokens, token_ids=answer_ids.tolist(), logprob=logp.tolist(), logprob_baseline=logp_base.tolist(),
-            llr=llr.tolist(), selected=selected, alpha=o["alpha"], heatmap=None, image=img,
-            timings=timings, warnings=notes,
-            args={**o, "method": self.method.name, "method_options": self.method.options,
-                  "answer_given": answer is not None},
+            model=self.adapter.name,
+            method=self.method.name,
+            question=question.strip(),
+            answer=answer_text,
+            tokens=tokens,
+            token_ids=ids.tolist(),
+            logprob=logp.tolist(),
+            logprob_baseline=logp_base.tolist(),
+            llr=llr.tolist(),
+            selected=chosen,
+            alpha=o["alpha"],
+            heatmap=None,
+            image=img,
+            timings=timings,
+            warnings=notes,
+            args={
+                **o,
+                "method": self.method.name,
+                "method_options": self.method.options,
+                "answer_given": answer is not None or answer_ids is not None,
+                "selected_given": selected is not None,
+            },
         )
-        if not selected:
+        if not chosen:
             notes.append(f"no answer token has LLR > {o['alpha']}: the answer does not depend on the image")
             return result
-        p_base = float(logp_base[selected].exp().mean())
+        p_base = float(logp_base[chosen].exp().mean())
         result.scores["baseline_prob"] = p_base
         if p_base >= BASELINE_MAX_PROB:
-            msg = (f"the {o['baseline']} baseline does not remove the evidence: the selected tokens keep "
-                   f"{p_base:.1%} mean probability on it (the paper requires < 5%); try another baseline")
+            msg = (
+                f"the {o['baseline']} baseline does not remove the evidence: the selected tokens keep "
+                f"{p_base:.1%} mean probability on it (the paper requires < 5%); try another baseline"
+            )
             notes.append(msg)
             warnings.warn(msg, stacklevel=2)
-        target = Target(scorer, selected, self.adapter)
+        target = Target(scorer, chosen, self.adapter)
         heat = self.method.explain(target, pixels, base)
         lap("heatmap")
-        if o["metrics"]:
-            curves = deletion_insertion(score_fn(scorer, selected, o["metric_score"]), pixels, base, heat,
-                                        o["metric_grid"], o["metric_steps"], o["batch_size"])
+        if o["metrics"] if metrics is None else metrics:
+            curves = deletion_insertion(
+                score_fn(scorer, chosen, o["metric_score"]),
+                pixels,
+                base,
+                heat,
+                o["metric_grid"],
+                o["metric_steps"],
+                o["batch_size"],
+            )
             result.scores.update(deletion=curves["deletion_auc"], insertion=curves["insertion_auc"])
             result.curves = {k: curves[k] for k in ("x", "deletion", "insertion")}
             lap("metrics")
@@ -155,7 +210,13 @@ def load(
 
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*requires torchvision.*")
-        adapter = load_adapter(model, device=device, dtype=dtype, device_map=device_map,
-                               trust_remote_code=trust_remote_code, attn_implementation=attn_implementation,
-                               gradient_checkpointing=gradient_checkpointing)
+        adapter = load_adapter(
+            model,
+            device=device,
+            dtype=dtype,
+            device_map=device_map,
+            trust_remote_code=trust_remote_code,
+            attn_implementation=attn_implementation,
+            gradient_checkpointing=gradient_checkpointing,
+        )
     return Lens(adapter, method=method, **options)

@@ -73,8 +73,15 @@ class Explanation:
         if figures and self.image is not None:
             from .viz import save_overlay
 
-            save_overlay(out / "overlay.png", self.image, self.heatmap, self.question, self.tokens, self.selected,
-                         title=f"{self.model} · {self.method}")
+            save_overlay(
+                out / "overlay.png",
+                self.image,
+                self.heatmap,
+                self.question,
+                self.tokens,
+                self.selected,
+                title=f"{self.model} · {self.method}",
+            )
             (out / "report.html").write_text(self.to_html())
         return out
 
@@ -98,8 +105,14 @@ class Explanation:
     def figure(self):
         from .viz import overlay_figure
 
-        return overlay_figure(self.image, self.heatmap, self.question, self.tokens, self.selected,
-                              title=f"{self.model} · {self.method}")
+        return overlay_figure(
+            self.image,
+            self.heatmap,
+            self.question,
+            self.tokens,
+            self.selected,
+            title=f"{self.model} · {self.method}",
+        )
 
     def show(self) -> None:
         """Display the overlay (inline in notebooks; a window elsewhere when available)."""

@@ -77,7 +77,9 @@ class Method:
     def __init__(self, **options) -> None:
         unknown = set(options) - set(self.defaults())
         if unknown:
-            raise InputError(f"{self.name}: unknown option(s) {sorted(unknown)}; known: {sorted(self.defaults())}")
+            raise InputError(
+                f"{self.name}: unknown option(s) {sorted(unknown)}; known: {sorted(self.defaults())}"
+            )
         self.options = {**self.defaults(), **options}
 
     @classmethod

@@ -10,9 +10,10 @@ Where we differ from the original / the paper:
 - a transformer layer's tokens play the role of the conv feature map's positions; the
   class/register tokens are dropped (``adapter.patch_tokens``) and the rest reshaped to
   ``adapter.vision_grid(pixels)``;
-- ``layer`` picks any of ``adapter.vision_layers()`` (default -1, the last). LLaVA-1.5 reads
-  its image features from the second-to-last layer, so the last one never reaches ``f``:
-  that raises :class:`MethodError` naming an earlier layer to use.
+- ``layer`` picks any of ``adapter.vision_layers()`` (default -1, the last layer whose
+  output reaches the language model: for LLaVA-1.5, which reads its image features from
+  the second-to-last vision layer, that one). A layer that does not reach ``f`` raises
+  :class:`MethodError`.
 
 Example::
 

@@ -46,7 +46,9 @@ def l2_term(mask: torch.Tensor, step: int, gamma: float) -> torch.Tensor:
     return math.exp(-gamma * step) * ((1 - mask) ** 2).flatten(1).sum(1)
 
 
-def bilateral_tv(mask: torch.Tensor, image: torch.Tensor, beta: float = 2.0, sigma: float = 0.01) -> torch.Tensor:
+def bilateral_tv(
+    mask: torch.Tensor, image: torch.Tensor, beta: float = 2.0, sigma: float = 0.01
+) -> torch.Tensor:
     """Bilateral total variation -> ``[B]``.
 
     ``0.5 * (TV(M) + sum_dir mean(w * |dM_up|^beta))`` with the plain TV of the low-res mask
@@ -130,8 +132,12 @@ class IGOSPlusPlus(Method):
         theta = torch.zeros_like(mask)
         self.trace: list[dict] = []
         for i in range(int(o["iterations"])):
-            g_del, f_del = integrated_mask_gradient(target, pixels, baseline, mask, o["ig_iter"], o["noise"], gen, batch)
-            g_ins, f_ins = integrated_mask_gradient(target, baseline, pixels, mask, o["ig_iter"], o["noise"], gen, batch)
+            g_del, f_del = integrated_mask_gradient(
+                target, pixels, baseline, mask, o["ig_iter"], o["noise"], gen, batch
+            )
+            g_ins, f_ins = integrated_mask_gradient(
+                target, baseline, pixels, mask, o["ig_iter"], o["noise"], gen, batch
+            )
             m = mask.clone().requires_grad_(True)
             reg = (
                 o["l1"] * l1_term(m)
@@ -150,7 +156,14 @@ class IGOSPlusPlus(Method):
             theta_prev = theta
             theta = mask - o["lr"] * grad
             mask = (theta + e * (theta - theta_prev)).clamp(0, 1)
-            self.trace.append({"iteration": i, "f_deletion": f_del, "f_insertion": f_ins, "regulariser": float(reg.detach())})
+            self.trace.append(
+                {
+                    "iteration": i,
+                    "f_deletion": f_del,
+                    "f_insertion": f_ins,
+                    "regulariser": float(reg.detach()),
+                }
+            )
         heat = 1 - upsample(mask, tuple(pixels.shape[-2:]))[0, 0]
         if not torch.isfinite(heat).all():
             raise MethodError("iGOS++: the mask became non-finite")

@@ -7,8 +7,23 @@ from .sanity import SanityResult, fixed_heatmap, randomize_top_down, sanity_chec
 from .stats import mean_ci
 
 __all__ = [
-    "SanityResult", "cell_order", "deletion_insertion", "energy_pointing", "fixed_heatmap",
-    "localization_scores", "mean_ci", "pointing_game", "randomize_top_down", "rank_correlation",
-    "relevance_mass", "relevance_rank", "resize_map", "sanity_check", "score_fn", "similarity", "soft_iou",
-    "ssim", "trapezoid_auc",
+    "SanityResult",
+    "cell_order",
+    "deletion_insertion",
+    "energy_pointing",
+    "fixed_heatmap",
+    "localization_scores",
+    "mean_ci",
+    "pointing_game",
+    "randomize_top_down",
+    "rank_correlation",
+    "relevance_mass",
+    "relevance_rank",
+    "resize_map",
+    "sanity_check",
+    "score_fn",
+    "similarity",
+    "soft_iou",
+    "ssim",
+    "trapezoid_auc",
 ]

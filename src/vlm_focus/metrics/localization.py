@@ -51,8 +51,10 @@ def _pair(heatmap: Any, mask: Any) -> tuple[np.ndarray, np.ndarray]:
         mask = mask.detach().cpu().numpy()
     m = np.asarray(mask)
     if m.shape != h.shape:
-        raise InputError(f"heatmap {h.shape} and mask {m.shape} must have the same shape "
-                         "(resize the heatmap to the mask's grid first)")
+        raise InputError(
+            f"heatmap {h.shape} and mask {m.shape} must have the same shape "
+            "(resize the heatmap to the mask's grid first)"
+        )
     return h, m != 0
 
 

@@ -85,7 +85,7 @@ def randomize_top_down(
     if depth is not None:
         if not 0 <= depth <= len(modules):
             raise InputError(f"depth must be in [0, {len(modules)}], got {depth}")
-        modules = modules[len(modules) - depth:]
+        modules = modules[len(modules) - depth :]
     top_down = modules[::-1]
     seen: set[int] = set()
     plan: list[tuple[int, torch.nn.Parameter]] = []
@@ -169,23 +169,15 @@ class SanityResult:
         return bool(abs(self.spearman) < threshold)
 
 
-def fixed_heatmap(lens: Lens, image: ImageLike, question: str, token_ids: Sequence[int],
-                  selected: Sequence[int]) -> np.ndarray:
+def fixed_heatmap(
+    lens: Lens, image: ImageLike, question: str, token_ids: Sequence[int], selected: Sequence[int]
+) -> np.ndarray:
     """Heatmap of ``f = sum_{t in selected} log P(a_t)`` for a *given* answer and token set,
     skipping generation and LLR selection (the rest as :meth:`Lens.explain`)."""
-    from ..baselines import make_baseline
-    from ..explain import to_image_grid
-    from ..images import load_image, to_tensor
-    from ..methods import Target
-
-    o: dict[str, Any] = lens.options
-    img = load_image(image)
-    pixels = to_tensor(img, o["working_size"]).to(lens.adapter.device)
-    base = make_baseline(o["baseline"], pixels)
-    ids = torch.tensor(list(token_ids), dtype=torch.long)
-    scorer = lens.adapter.scorer(pixels, question, ids, batch_size=o["batch_size"])
-    heat = lens.method.explain(Target(scorer, list(selected), lens.adapter), pixels, base)
-    return to_image_grid(heat, img.height, img.width)
+    ex = lens.explain(image, question, answer_ids=token_ids, selected=selected, metrics=False)
+    if ex.heatmap is None:
+        raise InputError("no token selected: there is no heatmap to compute")
+    return ex.heatmap
 
 
 def sanity_check(

@@ -5,5 +5,15 @@ from .base import Adapter, Scorer
 from .loading import default_device, load_adapter
 from .registry import ADAPTERS, adapter_for, list_adapters, list_zoo, register_adapter, resolve
 
-__all__ = ["ADAPTERS", "Adapter", "Scorer", "adapter_for", "default_device", "list_adapters", "list_zoo",
-           "load_adapter", "register_adapter", "resolve"]
+__all__ = [
+    "ADAPTERS",
+    "Adapter",
+    "Scorer",
+    "adapter_for",
+    "default_device",
+    "list_adapters",
+    "list_zoo",
+    "load_adapter",
+    "register_adapter",
+    "resolve",
+]

@@ -56,7 +56,9 @@ class Adapter(ABC):
         """The question wrapped in the model's chat template, ready for the answer."""
         if not question or not question.strip():
             raise InputError("the question is empty")
-        messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question.strip()}]}]
+        messages = [
+            {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question.strip()}]}
+        ]
         template = getattr(self.processor, "chat_template", None)
         if not template:
             raise ModelError(f"{self.name}: the processor has no chat template; pass a prompt format")
@@ -64,7 +66,9 @@ class Adapter(ABC):
 
     def prompt_ids(self, pixels: torch.Tensor, question: str) -> torch.Tensor:
         """Token ids ``[1, L]`` of the prompt, image placeholders expanded for ``pixels``."""
-        enc = self.processor(text=[self.prompt(question)], images=[tensor_to_pil(pixels)], return_tensors="pt")
+        enc = self.processor(
+            text=[self.prompt(question)], images=[tensor_to_pil(pixels)], return_tensors="pt"
+        )
         return enc["input_ids"]
 
     def decode_tokens(self, ids: torch.Tensor) -> list[str]:
@@ -80,7 +84,9 @@ class Adapter(ABC):
 
     def encode_answer(self, answer: str) -> torch.Tensor:
         """Token ids ``[T]`` of a given answer text (to explain an answer not generated)."""
-        ids = self.tokenizer(" " + answer.strip(), add_special_tokens=False, return_tensors="pt")["input_ids"][0]
+        ids = self.tokenizer(" " + answer.strip(), add_special_tokens=False, return_tensors="pt")[
+            "input_ids"
+        ][0]
         if len(ids) == 0:
             raise InputError("the answer is empty")
         return ids
@@ -121,7 +127,9 @@ class Adapter(ABC):
         return {k: v.to(self.dtype) if v.is_floating_point() else v for k, v in inputs.items()}
 
     # ----- scoring -------------------------------------------------------------------
-    def scorer(self, pixels: torch.Tensor, question: str, answer_ids: torch.Tensor, batch_size: int = 16) -> Scorer:
+    def scorer(
+        self, pixels: torch.Tensor, question: str, answer_ids: torch.Tensor, batch_size: int = 16
+    ) -> Scorer:
         """A :class:`Scorer` for this question and answer (prompt built for ``pixels``' size)."""
         return Scorer(self, self.prompt_ids(pixels, question), answer_ids, batch_size)
 
@@ -130,12 +138,12 @@ class Adapter(ABC):
         out = self.model.model(input_ids=input_ids, attention_mask=torch.ones_like(input_ids), **inputs)
         return out.last_hidden_state
 
-
     def language_attentions(self, input_ids: torch.Tensor, inputs: dict[str, torch.Tensor]) -> tuple:
         """Attention probabilities of every language-model layer, each ``[B, heads, L, L]``
         (needs eager attention; see ``methods.hooks.eager_attention``)."""
-        out = self.model.model(input_ids=input_ids, attention_mask=torch.ones_like(input_ids),
-                               output_attentions=True, **inputs)
+        out = self.model.model(
+            input_ids=input_ids, attention_mask=torch.ones_like(input_ids), output_attentions=True, **inputs
+        )
         return tuple(out.attentions or ())
 
     # ----- hook points for internal-signal methods (Grad-CAM, T-MM, IIA, attention) ------
@@ -173,7 +181,9 @@ class Scorer:
     so that each chunk's graph is freed after its backward pass).
     """
 
-    def __init__(self, adapter: Adapter, prompt_ids: torch.Tensor, answer_ids: torch.Tensor, batch_size: int = 16):
+    def __init__(
+        self, adapter: Adapter, prompt_ids: torch.Tensor, answer_ids: torch.Tensor, batch_size: int = 16
+    ):
         self.adapter = adapter
         self.answer_ids = answer_ids.to(torch.long).cpu()
         self.batch_size = batch_size

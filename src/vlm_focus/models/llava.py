@@ -80,7 +80,9 @@ class LlavaAdapter(Adapter):
 
     def grid_to_pixels(self, grid_map: torch.Tensor, height: int, width: int) -> torch.Tensor:
         (rh, rw), (top, left, ch, cw) = self._crop_box(height, width)
-        crop = F.interpolate(grid_map[None, None].float(), size=(ch, cw), mode="bilinear", align_corners=False)
+        crop = F.interpolate(
+            grid_map[None, None].float(), size=(ch, cw), mode="bilinear", align_corners=False
+        )
         canvas = torch.zeros(1, 1, max(rh, top + ch), max(rw, left + cw), device=grid_map.device)
         canvas[..., max(top, 0) : max(top, 0) + ch, max(left, 0) : max(left, 0) + cw] = crop
         canvas = canvas[..., :rh, :rw]

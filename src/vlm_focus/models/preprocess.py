@@ -33,7 +33,9 @@ def quantize(x: torch.Tensor) -> torch.Tensor:
     return x + (q - x).detach()
 
 
-def resize(pixels: torch.Tensor, size: tuple[int, int], resample: int = PIL_BICUBIC, round8: bool = True) -> torch.Tensor:
+def resize(
+    pixels: torch.Tensor, size: tuple[int, int], resample: int = PIL_BICUBIC, round8: bool = True
+) -> torch.Tensor:
     """PIL-like antialiased resize to ``size = (height, width)``.
 
     PIL resamples in two passes, rounding to 8 bits after each; the pass that shrinks
