@@ -90,9 +90,21 @@ def tiny_adapter(tiny_llava_dir):
 
 
 @pytest.fixture(scope="session")
-def adapters(tiny_adapter) -> dict:
+def adapters(tiny_adapter, tmp_path_factory) -> dict:
     """Every registered adapter family, each on a tiny model (parametrised tests use this)."""
-    return {"llava": tiny_adapter}
+    from tiny_models import build_tiny_onevision, build_tiny_qwen
+
+    from vlm_focus.models import load_adapter
+
+    return {
+        "llava": tiny_adapter,
+        "qwen2_vl": load_adapter(
+            str(build_tiny_qwen(tmp_path_factory.mktemp("tiny-qwen2-vl"))), device="cpu"
+        ),
+        "llava_onevision": load_adapter(
+            str(build_tiny_onevision(tmp_path_factory.mktemp("tiny-onevision"))), device="cpu"
+        ),
+    }
 
 
 @pytest.fixture()

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from tiny_models import adapter_processors, build_tiny_llava_next, build_tiny_onevision, load_tiny
+from tiny_models import build_tiny_llava_next, build_tiny_onevision, load_tiny
 
 import vlm_focus
 from vlm_focus.images import to_tensor
@@ -139,19 +139,28 @@ def test_grid_hooks_base_image(anyres, family, scene):
 
 @pytest.mark.parametrize("family", list(FAMILIES))
 def test_explain_end_to_end(anyres_dirs, family, scene):
-    with adapter_processors():
-        lens = vlm_focus.load(
-            str(anyres_dirs[family]),
-            method="igos++",
-            device="cpu",
-            iterations=1,
-            ig_iter=2,
-            size=8,
-            alpha=-1e9,
-            metric_steps=5,
-            metric_grid=8,
-            max_new_tokens=4,
-        )
+    lens = vlm_focus.load(
+        str(anyres_dirs[family]),
+        method="igos++",
+        device="cpu",
+        iterations=1,
+        ig_iter=2,
+        size=8,
+        alpha=-1e9,
+        metric_steps=5,
+        metric_grid=8,
+        max_new_tokens=4,
+    )
     ex = lens.explain(scene.image, scene.question)
     assert ex.heatmap.shape == (scene.image.height, scene.image.width)
     assert np.isfinite(ex.heatmap).all() and ex.selected
+
+
+def test_given_answer_tokenizes_as_after_the_prompt(anyres):
+    for adapter in anyres.values():
+        prompt = adapter.prompt("What color is the circle?")
+        tok = adapter.tokenizer
+        n = len(tok(prompt, add_special_tokens=False)["input_ids"])
+        joiner = "" if prompt[-1].isspace() else " "
+        tail = tok(prompt + joiner + "red circle", add_special_tokens=False)["input_ids"][n:]
+        assert adapter.encode_answer(" red circle ").tolist() == tail

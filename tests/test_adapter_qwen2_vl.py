@@ -4,11 +4,12 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from tiny_models import adapter_processors, build_tiny_qwen, load_tiny
+from tiny_models import build_tiny_qwen, load_tiny
 
 import vlm_focus
 from vlm_focus.images import to_tensor
-from vlm_focus.models.qwen2_vl import Qwen2VLAdapter, pil_resize
+from vlm_focus.models.preprocess import resize as pil_resize
+from vlm_focus.models.qwen2_vl import Qwen2VLAdapter
 
 VARIANTS = ["qwen2_vl", "qwen2_5_vl", "qwen3_vl"]
 # (width, height): smart_resize scales up (< 40x40 px), keeps, and scales down (> 96x96 px).
@@ -159,19 +160,18 @@ def test_grid_hooks(qwen, variant, scene):
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_explain_end_to_end(qwen_dirs, variant, scene):
-    with adapter_processors():
-        lens = vlm_focus.load(
-            str(qwen_dirs[variant]),
-            method="igos++",
-            device="cpu",
-            iterations=1,
-            ig_iter=2,
-            size=8,
-            alpha=-1e9,
-            metric_steps=5,
-            metric_grid=8,
-            max_new_tokens=4,
-        )
+    lens = vlm_focus.load(
+        str(qwen_dirs[variant]),
+        method="igos++",
+        device="cpu",
+        iterations=1,
+        ig_iter=2,
+        size=8,
+        alpha=-1e9,
+        metric_steps=5,
+        metric_grid=8,
+        max_new_tokens=4,
+    )
     ex = lens.explain(scene.image, scene.question)
     assert ex.heatmap.shape == (scene.image.height, scene.image.width)
     assert np.isfinite(ex.heatmap).all() and ex.selected
@@ -182,3 +182,13 @@ def test_raw_attention_maps_image_tokens_to_the_grid(qwen, scene):
     lens = vlm_focus.Lens(qwen["qwen2_5_vl"], method="attention", alpha=-1e9, metrics=False, max_new_tokens=3)
     ex = lens.explain(scene.image, scene.question)
     assert ex.heatmap.shape == (scene.image.height, scene.image.width) and ex.heatmap.max() > 0
+
+
+def test_given_answer_tokenizes_as_after_the_prompt(qwen):
+    for adapter in qwen.values():
+        prompt = adapter.prompt("What color is the circle?")
+        tok = adapter.tokenizer
+        n = len(tok(prompt, add_special_tokens=False)["input_ids"])
+        joiner = "" if prompt[-1].isspace() else " "
+        tail = tok(prompt + joiner + "red circle", add_special_tokens=False)["input_ids"][n:]
+        assert adapter.encode_answer(" red circle ").tolist() == tail

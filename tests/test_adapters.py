@@ -52,7 +52,10 @@ def test_scorer_equals_teacher_forced_forward(adapters, family, scene):
         ours = scorer(pixels[None])[0]
         ids = scorer.input_ids
         logits = adapter.model(
-            input_ids=ids, attention_mask=torch.ones_like(ids), **adapter.preprocess(pixels[None])
+            input_ids=ids,
+            attention_mask=torch.ones_like(ids),
+            **adapter.extra_inputs(ids),
+            **adapter.preprocess(pixels[None]),
         ).logits[0]
         full = logits.float().log_softmax(-1)[scorer.positions].gather(-1, answer.view(-1, 1))[:, 0]
     assert ours.shape == (len(answer),)
@@ -83,8 +86,9 @@ def test_grid_hooks(adapters, family, scene):
     assert rows > 0 and cols > 0 and len(adapter.vision_layers()) > 0
     up = adapter.grid_to_pixels(torch.ones(rows, cols), 50, 80)
     assert up.shape == (50, 80)
-    # Centre crop of a wide image: the sides are never seen by the model.
-    assert float(up[:, 0].max()) == 0.0 and float(up[25, 40]) == pytest.approx(1.0)
+    assert float(up[25, 40]) == pytest.approx(1.0) and float(up.min()) >= 0.0
+    if family == "llava":  # centre crop of a wide image: the sides are never seen
+        assert float(up[:, 0].max()) == 0.0
 
 
 def test_empty_question(tiny_adapter):

@@ -10,8 +10,6 @@ up- and down-scaling, any-resolution grids, padding) is reached by images of 30-
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -282,37 +280,8 @@ def build_tiny_llava_next(out: Path, seed: int = 0) -> Path:
     return out
 
 
-@contextmanager
-def adapter_processors() -> Iterator[None]:
-    """Within the block, ``AutoProcessor.from_pretrained`` falls back to the adapter's own
-    ``load_processor`` (image-only processors: transformers 5.x cannot build the video
-    processors of Qwen-VL / LLaVA-OneVision without torchvision, which is absent here).
-
-    A stand-in, for the tests, until ``models/loading.py`` asks the adapter class for its
-    processor; afterwards ``load_adapter`` never reaches the patched function.
-    """
-    from unittest import mock
-
-    from transformers import AutoConfig, AutoProcessor
-
-    from vlm_focus.models.registry import MODEL_TYPES, adapter_for
-
-    original = AutoProcessor.from_pretrained
-
-    def from_pretrained(path, *args, **kwargs):
-        model_type = AutoConfig.from_pretrained(path).model_type
-        cls = adapter_for(model_type) if model_type in MODEL_TYPES else None
-        if cls is not None and hasattr(cls, "load_processor"):
-            return cls.load_processor(str(path), model_type, kwargs.get("trust_remote_code", False))
-        return original(path, *args, **kwargs)
-
-    with mock.patch.object(AutoProcessor, "from_pretrained", side_effect=from_pretrained):
-        yield
-
-
 def load_tiny(path: Path):
-    """``vlm_focus.models.load_adapter(path)`` on the CPU, inside :func:`adapter_processors`."""
+    """``vlm_focus.models.load_adapter(path)`` on the CPU."""
     from vlm_focus.models import load_adapter
 
-    with adapter_processors():
-        return load_adapter(str(path), device="cpu")
+    return load_adapter(str(path), device="cpu")

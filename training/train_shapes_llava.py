@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--patch", type=int, default=8)
     ap.add_argument("--vision-steps", type=int, default=800)
     ap.add_argument("--vision-batch", type=int, default=64)
-    ap.add_argument("--steps", type=int, default=2500)
+    ap.add_argument("--steps", type=int, default=2000)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--eval-n", type=int, default=50)
@@ -170,10 +170,15 @@ def main(argv: list[str] | None = None) -> None:
     torch.manual_seed(0)
     model = LlavaForConditionalGeneration(config)
     model.model.vision_tower.load_state_dict(tower.state_dict())
+    # As LLaVA's own recipe: the (pre-trained) vision tower stays frozen; the projector and
+    # the language model learn. Training the tower jointly at this learning rate erased its
+    # colour/shape features (measured: 46-54% colour/shape accuracy after 1000 steps).
+    model.model.vision_tower.requires_grad_(False)
     model.generation_config.eos_token_id = ids["</s>"]
     model.generation_config.pad_token_id = ids["<pad>"]
     model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(trainable, lr=args.lr, weight_decay=0.01)
     rng = np.random.default_rng(3)
     for step in range(args.steps):
         for g in opt.param_groups:
@@ -182,7 +187,7 @@ def main(argv: list[str] | None = None) -> None:
         loss = model(**lm_batch(processor, samples)).loss
         opt.zero_grad()
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
         opt.step()
         if step % 100 == 0 or step == args.steps - 1:
             log(f"joint step {step} loss {loss.item():.4f} t={timer():.0f}s")

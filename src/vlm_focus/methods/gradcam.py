@@ -38,10 +38,8 @@ def gradcam_patches(
     with torch.enable_grad(), capture_outputs([layer]) as outs:
         score = target.f(x).sum()
     calls = outs[0]
-    if len(calls) != 1 or not isinstance(calls[0], torch.Tensor) or calls[0].shape[0] != 1:
-        raise MethodError(
-            f"{method}: the layer ran {len(calls)} times or on several crops; one image pass is needed"
-        )
+    if len(calls) != 1 or not isinstance(calls[0], torch.Tensor):
+        raise MethodError(f"{method}: the layer ran {len(calls)} times; one image pass is needed")
     act = calls[0]
     if not act.requires_grad:
         raise MethodError(f"{method}: the layer's output does not depend on the image")
@@ -51,8 +49,13 @@ def gradcam_patches(
             f"{method}: this vision layer does not reach the answer score (the model reads its image "
             "features from an earlier layer); choose an earlier one, e.g. layer=-2"
         )
-    a = hook_point(method, adapter, "patch_tokens", act.detach())[0].float()  # [P, D]
-    g = hook_point(method, adapter, "patch_tokens", grad)[0].float()
+    # The adapter maps the layer's output (with or without a batch axis, crops included)
+    # to the patch tokens of the one image on its grid.
+    a = hook_point(method, adapter, "patch_tokens", act.detach())
+    g = hook_point(method, adapter, "patch_tokens", grad)
+    if a.shape[0] != 1:
+        raise MethodError(f"{method}: expected the patch tokens of one image, got {a.shape[0]}")
+    a, g = a[0].float(), g[0].float()  # [P, D]
     weights = g.mean(0)  # global average pooling of the gradient, per channel
     return torch.relu(a @ weights)
 

@@ -70,6 +70,11 @@ def weighted_attention(
                 f"{method}: a vision attention layer returned no attention weights (ran {len(calls)} times); "
                 "the model must support eager attention and run its encoder once per image"
             )
+        if calls[0].shape[0] != x.shape[0]:
+            raise MethodError(
+                f"{method}: the vision encoder ran on {calls[0].shape[0]} crops for {x.shape[0]} images; "
+                "attention rollout maps single-crop encoders only (use igos++ or gradcam here)"
+            )
         attns.append(calls[0])
     live = [a for a in attns if a.requires_grad]
     if not live:

@@ -110,6 +110,7 @@ class Adapter(ABC):
             max_new_tokens=max_new_tokens,
             do_sample=do_sample,
             pad_token_id=self.tokenizer.pad_token_id,
+            **self.extra_inputs(ids),
             **inputs,
             **kwargs,
         )[0, ids.shape[1] :]
@@ -133,16 +134,32 @@ class Adapter(ABC):
         """A :class:`Scorer` for this question and answer (prompt built for ``pixels``' size)."""
         return Scorer(self, self.prompt_ids(pixels, question), answer_ids, batch_size)
 
+    def extra_inputs(self, input_ids: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Model inputs derived from the token ids beside ``input_ids`` (e.g. Qwen's
+        ``mm_token_type_ids``); none by default."""
+        return {}
+
     def hidden_states(self, input_ids: torch.Tensor, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         """Last hidden states ``[B, L, D]`` of the language model for these inputs."""
-        out = self.model.model(input_ids=input_ids, attention_mask=torch.ones_like(input_ids), **inputs)
+        out = self.model.model(
+            input_ids=input_ids,
+            attention_mask=torch.ones_like(input_ids),
+            use_cache=False,
+            **self.extra_inputs(input_ids),
+            **inputs,
+        )
         return out.last_hidden_state
 
     def language_attentions(self, input_ids: torch.Tensor, inputs: dict[str, torch.Tensor]) -> tuple:
         """Attention probabilities of every language-model layer, each ``[B, heads, L, L]``
         (needs eager attention; see ``methods.hooks.eager_attention``)."""
         out = self.model.model(
-            input_ids=input_ids, attention_mask=torch.ones_like(input_ids), output_attentions=True, **inputs
+            input_ids=input_ids,
+            attention_mask=torch.ones_like(input_ids),
+            use_cache=False,
+            output_attentions=True,
+            **self.extra_inputs(input_ids),
+            **inputs,
         )
         return tuple(out.attentions or ())
 

@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -207,7 +207,8 @@ class CustomAdapter(Adapter):
     def vision_grid(self, pixels: torch.Tensor) -> tuple[int, int]:
         if self._vision_grid_fn is None:
             return super().vision_grid(pixels)
-        return tuple(self._vision_grid_fn(pixels))
+        rows, cols = self._vision_grid_fn(pixels)
+        return int(rows), int(cols)
 
     def patch_tokens(self, hidden: torch.Tensor) -> torch.Tensor:
         return hidden if self._patch_tokens_fn is None else self._patch_tokens_fn(hidden)
@@ -230,7 +231,7 @@ class CustomScorer(Scorer):
     """:class:`Scorer` over ``CustomAdapter.answer_logits`` (no hidden states needed)."""
 
     def _score(self, pixels: torch.Tensor) -> torch.Tensor:
-        adapter = self.adapter
+        adapter = cast(CustomAdapter, self.adapter)
         inputs = adapter.cast(adapter.preprocess(pixels.to(adapter.device)))
         if (
             torch.is_grad_enabled()

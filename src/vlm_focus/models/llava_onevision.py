@@ -27,9 +27,11 @@ Hook points: **the base image's grid only**, ``(image_size / patch,) * 2``. The 
 the whole image squashed to ``S x S`` (no crop), so :meth:`grid_to_pixels` is a plain resize;
 :meth:`patch_tokens` keeps the base image's tokens (the first of each image's ``1 + n_crops``
 encoder inputs, class token dropped for CLIP towers) and ignores the high-resolution crops.
-The vision tower runs once over all crops of an image, so methods that insist on one encoder
-pass per image (Grad-CAM, T-MM) see several; the language-model image tokens include the
-crops' features and newlines, so raw attention does not fit the base grid either.
+What that means for the internal-signal methods as they stand: Grad-CAM refuses the layer
+outputs (``1 + n_crops`` rows for one image); T-MM and IIA sum attention relevance over all
+encoder inputs, so crops leak into the base map; raw attention covers the crops' tokens and
+newlines too and does not fit the base grid. The perturbation methods (``igos++``,
+``occlusion``, ``rise``) see every crop through the differentiable preprocessing.
 
 Example::
 
@@ -47,7 +49,7 @@ import torch.nn.functional as F
 from ..errors import ModelError
 from . import preprocess as P
 from .base import Adapter
-from .qwen2_vl import load_image_processor_only, pil_resize
+from .qwen2_vl import encode_answer_after_prompt, load_image_processor_only
 from .registry import register_adapter
 
 PROCESSORS = {"llava_onevision": "LlavaOnevisionProcessor", "llava_next": "LlavaNextProcessor"}
@@ -90,7 +92,8 @@ class LlavaOnevisionAdapter(Adapter):
         side = size.get("shortest_edge")
         self.base_size = (side, side) if side else (size["height"], size["width"])
         crop = P.size_dict(ip.crop_size) if getattr(ip, "crop_size", None) else {}
-        self.crop = crop.get("height") or size.get("height") or side
+        self.crop = int(crop.get("height") or size.get("height") or side or 0)
+        self.vision_config: Any = model.config.vision_config
         # Number of encoder inputs per image (base + crops) of the last preprocessed image:
         # patch_tokens needs it to find the base images in the tower's [B * (1 + n), N, D].
         self._n_inputs: int | None = None
@@ -101,6 +104,9 @@ class LlavaOnevisionAdapter(Adapter):
         return load_image_processor_only(
             PROCESSORS.get(model_type, "LlavaOnevisionProcessor"), path, trust_remote_code
         )
+
+    def encode_answer(self, answer: str) -> torch.Tensor:
+        return encode_answer_after_prompt(self, answer)
 
     # ----- preprocessing -----------------------------------------------------------------
     def layout(self, height: int, width: int) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
@@ -116,8 +122,9 @@ class LlavaOnevisionAdapter(Adapter):
         if getattr(ip, "do_resize", True):
             size = P.size_dict(ip.size)
             side = size.get("shortest_edge")
-            target = P.shortest_edge_size(*x.shape[-2:], side) if side else (size["height"], size["width"])
-            x = pil_resize(x, target, resample)
+            h, w = x.shape[-2:]
+            target = P.shortest_edge_size(h, w, side) if side else (size["height"], size["width"])
+            x = P.resize(x, target, resample)
         if getattr(ip, "do_center_crop", False) and getattr(ip, "crop_size", None):
             crop = P.size_dict(ip.crop_size)
             x = P.center_crop(x, (crop["height"], crop["width"]))
@@ -128,10 +135,10 @@ class LlavaOnevisionAdapter(Adapter):
         B, _, H, W = pixels.shape
         resample = getattr(ip, "resample", P.PIL_BICUBIC)
         (bh, bw), (fh, fw), (top, left) = self.layout(H, W)
-        canvas = F.pad(pil_resize(pixels, (fh, fw), resample), (left, bw - fw - left, top, bh - fh - top))
+        canvas = F.pad(P.resize(pixels, (fh, fw), resample), (left, bw - fw - left, top, bh - fh - top))
         s = self.crop
         crops = [canvas[..., i : i + s, j : j + s] for i in range(0, bh, s) for j in range(0, bw, s)]
-        inputs = [self._per_crop(c) for c in [pil_resize(pixels, self.base_size, resample), *crops]]
+        inputs = [self._per_crop(c) for c in [P.resize(pixels, self.base_size, resample), *crops]]
         x = torch.stack(inputs, dim=1)  # [B, 1 + n, 3, S, S]
         if not getattr(ip, "do_rescale", True):  # the processor expects 0-255 input
             x = x * 255.0
@@ -142,15 +149,16 @@ class LlavaOnevisionAdapter(Adapter):
         return {"pixel_values": x, "image_sizes": sizes}
 
     # ----- hook points (base image only) ---------------------------------------------------
-    def _tower(self) -> torch.nn.Module:
-        tower = self.model.model.vision_tower
+    def _tower(self) -> Any:
+        model: Any = self.model
+        tower = model.model.vision_tower
         return getattr(tower, "vision_model", tower)
 
     def vision_layers(self) -> list[torch.nn.Module]:
         return list(self._tower().encoder.layers)
 
     def vision_grid(self, pixels: torch.Tensor) -> tuple[int, int]:
-        cfg = self.model.config.vision_config
+        cfg = self.vision_config
         return cfg.image_size // cfg.patch_size, cfg.image_size // cfg.patch_size
 
     def patch_tokens(self, hidden: torch.Tensor) -> torch.Tensor:

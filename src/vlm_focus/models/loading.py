@@ -70,7 +70,12 @@ def load_adapter(
         kwargs["attn_implementation"] = attn_implementation
     try:
         model = AutoModelForImageTextToText.from_pretrained(path, **kwargs)
-        processor = AutoProcessor.from_pretrained(path, trust_remote_code=trust_remote_code)
+        load_processor = getattr(cls, "load_processor", None)
+        processor = (
+            load_processor(path, config.model_type, trust_remote_code)
+            if load_processor
+            else AutoProcessor.from_pretrained(path, trust_remote_code=trust_remote_code)
+        )
     except (OSError, ValueError) as e:
         raise ModelError(f"cannot load {name_or_path!r}: {e}") from None
     if device_map is None:

@@ -33,23 +33,31 @@ def quantize(x: torch.Tensor) -> torch.Tensor:
     return x + (q - x).detach()
 
 
+def _pillow_major() -> int:
+    import PIL
+
+    return int(PIL.__version__.split(".")[0])
+
+
 def resize(
     pixels: torch.Tensor, size: tuple[int, int], resample: int = PIL_BICUBIC, round8: bool = True
 ) -> torch.Tensor:
-    """PIL-like antialiased resize to ``size = (height, width)``.
+    """Pillow-like antialiased resize to ``size = (height, width)``.
 
-    PIL resamples in two passes, rounding to 8 bits after each; the pass that shrinks
-    more goes first (measured against Pillow: this order reproduces it). So do we when
-    ``round8`` is set.
+    Pillow resamples in two passes, rounding to 8 bits after each (so do we when
+    ``round8``): the horizontal pass first, except (Pillow >= 13, python-pillow/Pillow#9549)
+    when the height shrinks by more than twice as many pixels as the width,
+    ``h < H and H - h > 2 * (W - w)``. Measured against Pillow 13.0 on 600 random size
+    pairs: all equal; the other order is off by one 8-bit step in 15-30 % of the pixels.
     """
     h, w = size
     H, W = pixels.shape[-2:]
     if (H, W) == (h, w):
         return pixels
     mode = "bicubic" if resample == PIL_BICUBIC else "bilinear"
-    steps = [(H, w), (h, w)] if w / W <= h / H else [(h, W), (h, w)]
+    vertical_first = _pillow_major() >= 13 and h < H and H - h > 2 * (W - w)
     x = pixels
-    for step in steps:
+    for step in [(h, W), (h, w)] if vertical_first else [(H, w), (h, w)]:
         if tuple(x.shape[-2:]) != step:
             x = F.interpolate(x, size=step, mode=mode, antialias=True, align_corners=False)
             x = quantize(x) if round8 else x

@@ -26,8 +26,9 @@ Hook points (Grad-CAM, raw attention): the vision grid is the *merged* token gri
 each. The vision blocks run on a flat ``[B * N, D]`` sequence in merge-window order (and, in
 Qwen2.5-VL, permuted into attention windows); :meth:`Qwen2VLAdapter.patch_tokens` undoes the
 window permutation and averages the ``merge x merge`` patches of each unit, giving row-major
-``[B, rows * cols, D]``. The vision attention modules return no attention weights, so T-MM
-and IIA raise :class:`MethodError` on these models.
+``[B, rows * cols, D]``. The blocks' outputs have no batch axis (``[B * N, D]``): a method
+must map them with ``patch_tokens`` before checking for one image. The vision attention
+modules return no attention weights, so T-MM and IIA raise :class:`MethodError` here.
 
 Example::
 
@@ -41,7 +42,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ..errors import ModelError
+from ..errors import InputError, ModelError
 from . import preprocess as P
 from .base import Adapter
 from .registry import register_adapter
@@ -53,32 +54,7 @@ PROCESSORS = {
 }
 
 
-def _pillow_major() -> int:
-    import PIL
-
-    return int(PIL.__version__.split(".")[0])
-
-
-def pil_resize(pixels: torch.Tensor, size: tuple[int, int], resample: int = P.PIL_BICUBIC) -> torch.Tensor:
-    """:func:`preprocess.resize` with Pillow's pass order: horizontal pass first, except
-    (Pillow >= 13, python-pillow/Pillow#9549) when the height shrinks by more than twice
-    as many pixels as the width: ``h < H and H - h > 2 * (W - w)``. Measured against
-    Pillow 13.0 on 600 random size pairs: all equal; the other order is off by one 8-bit
-    step in 15-30 % of the pixels."""
-    h, w = size
-    H, W = pixels.shape[-2:]
-    if (H, W) == (h, w):
-        return pixels
-    mode = "bicubic" if resample == P.PIL_BICUBIC else "bilinear"
-    vertical_first = _pillow_major() >= 13 and h < H and H - h > 2 * (W - w)
-    x = pixels
-    for step in [(h, W), (h, w)] if vertical_first else [(H, w), (h, w)]:
-        if tuple(x.shape[-2:]) != step:
-            x = P.quantize(F.interpolate(x, size=step, mode=mode, antialias=True, align_corners=False))
-    return x
-
-
-def image_only(processor_cls: type) -> type:
+def image_only(processor_cls: type) -> Any:
     """``processor_cls`` without its video processor: a subclass of the same name whose
     attribute list drops ``video_processor`` (saving it writes the original class name)."""
 
@@ -102,6 +78,20 @@ def load_image_processor_only(class_name: str, path: str, trust_remote_code: boo
     if is_torchvision_available():
         return AutoProcessor.from_pretrained(path, trust_remote_code=trust_remote_code)
     return image_only(getattr(transformers, class_name)).from_pretrained(path)
+
+
+def encode_answer_after_prompt(adapter: Adapter, answer: str) -> torch.Tensor:
+    """Answer ids ``[T]`` as they follow the chat template's generation prompt: without the
+    leading space the base class adds when the prompt ends in whitespace (ChatML templates
+    end with ``"assistant\\n"``), so that a given answer tokenizes as a generated one would."""
+    if not answer or not answer.strip():
+        raise InputError("the answer is empty")
+    if not adapter.prompt("?")[-1:].isspace():
+        return Adapter.encode_answer(adapter, answer)
+    ids = adapter.tokenizer(answer.strip(), add_special_tokens=False, return_tensors="pt")["input_ids"][0]
+    if len(ids) == 0:
+        raise InputError("the answer is empty")
+    return ids
 
 
 def merge_order(
@@ -128,7 +118,8 @@ class Qwen2VLAdapter(Adapter):
         self.merge = int(getattr(ip, "merge_size", 2))
         self.patch = int(getattr(ip, "patch_size", 14))
         self.temporal = int(getattr(ip, "temporal_patch_size", 2))
-        vcfg = model.config.vision_config
+        self.vision_config: Any = model.config.vision_config
+        vcfg = self.vision_config
         if (vcfg.patch_size, vcfg.spatial_merge_size) != (self.patch, self.merge):
             raise ModelError(
                 f"{self.name}: processor patch/merge {self.patch}/{self.merge} differ from the vision "
@@ -172,7 +163,7 @@ class Qwen2VLAdapter(Adapter):
         ip = self.ip
         B, C, H, W = pixels.shape
         h, w = self.resized_size(H, W)
-        x = pil_resize(pixels, (h, w), getattr(ip, "resample", P.PIL_BICUBIC))
+        x = P.resize(pixels, (h, w), getattr(ip, "resample", P.PIL_BICUBIC))
         if not getattr(ip, "do_rescale", True):  # the processor expects 0-255 input
             x = x * 255.0
         if getattr(ip, "do_normalize", True):
@@ -188,50 +179,18 @@ class Qwen2VLAdapter(Adapter):
         return {"pixel_values": values, "image_grid_thw": grid}
 
     # ----- text-side inputs ----------------------------------------------------------------
+    def encode_answer(self, answer: str) -> torch.Tensor:
+        return encode_answer_after_prompt(self, answer)
+
     def extra_inputs(self, input_ids: torch.Tensor) -> dict[str, torch.Tensor]:
         """``mm_token_type_ids`` (1 at image placeholders): the model builds its 3-D rotary
         positions (M-RoPE) from them and ``image_grid_thw``, and refuses images without them."""
         return {"mm_token_type_ids": self.image_token_mask(input_ids).to(torch.int)}
 
-    def hidden_states(self, input_ids: torch.Tensor, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
-        out = self.model.model(
-            input_ids=input_ids,
-            attention_mask=torch.ones_like(input_ids),
-            use_cache=False,
-            **self.extra_inputs(input_ids),
-            **inputs,
-        )
-        return out.last_hidden_state
-
-    def language_attentions(self, input_ids: torch.Tensor, inputs: dict[str, torch.Tensor]) -> tuple:
-        """Attention probabilities of every language-model layer, each ``[B, heads, L, L]``."""
-        out = self.model.model(
-            input_ids=input_ids,
-            attention_mask=torch.ones_like(input_ids),
-            use_cache=False,
-            output_attentions=True,
-            **self.extra_inputs(input_ids),
-            **inputs,
-        )
-        return tuple(out.attentions or ())
-
-    @torch.no_grad()
-    def generate(
-        self, pixels: torch.Tensor, question: str, max_new_tokens: int = 32, do_sample: bool = False, **kwargs
-    ) -> torch.Tensor:
-        ids = self.prompt_ids(pixels, question).to(self.device)
-        return super().generate(
-            pixels,
-            question,
-            max_new_tokens=max_new_tokens,
-            do_sample=do_sample,
-            **self.extra_inputs(ids),
-            **kwargs,
-        )
-
     # ----- hook points ---------------------------------------------------------------------
     def vision_layers(self) -> list[torch.nn.Module]:
-        return list(self.model.model.visual.blocks)
+        model: Any = self.model
+        return list(model.model.visual.blocks)
 
     def vision_grid(self, pixels: torch.Tensor) -> tuple[int, int]:
         """The merged token grid ``(grid_h / merge, grid_w / merge)``."""
@@ -239,7 +198,7 @@ class Qwen2VLAdapter(Adapter):
         return gh // self.merge, gw // self.merge
 
     def _unit_order(self, gh: int, gw: int, device: torch.device) -> torch.Tensor:
-        vcfg = self.model.config.vision_config
+        vcfg = self.vision_config
         window_index = None
         if getattr(vcfg, "window_size", None) and getattr(vcfg, "fullatt_block_indexes", None) is not None:
             from transformers.vision_utils import get_vision_window_index
