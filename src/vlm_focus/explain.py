@@ -53,7 +53,7 @@ class Lens:
     ) -> None:
         self.adapter = adapter
         self.method = get_method(method, **method_options)
-        self.options = {
+        self.options: dict[str, Any] = {
             "alpha": alpha,
             "strategy": strategy,
             "baseline": baseline,

@@ -38,7 +38,7 @@ def image_attention(
 ) -> torch.Tensor:
     """Attention ``[n_image]`` from the ``queries`` rows to the ``image_mask`` columns,
     reduced over heads (mean/max), then averaged over query rows and the chosen layers."""
-    index = range(len(attentions)) if layers == "all" else layers
+    index = range(len(attentions)) if isinstance(layers, str) else layers
     maps = []
     for i in index:
         a = attentions[i][0]  # [heads, L, L]

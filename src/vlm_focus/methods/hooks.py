@@ -91,7 +91,7 @@ def _configs(model: torch.nn.Module) -> list[Any]:
 
 
 @contextmanager
-def eager_attention(model: torch.nn.Module) -> Iterator[None]:
+def eager_attention(model: Any) -> Iterator[None]:
     """Run the block with eager attention (the only kind that returns attention weights),
     then put every config's previous implementation back, also after an error."""
     saved = [(cfg, getattr(cfg, "_attn_implementation_internal", None)) for cfg in _configs(model)]

@@ -59,7 +59,7 @@ def bilateral_tv(
     m = mask[:, 0]
     tv = (m[:, 1:, :] - m[:, :-1, :]).abs().pow(beta).flatten(1).mean(1)
     tv = tv + (m[:, :, 1:] - m[:, :, :-1]).abs().pow(beta).flatten(1).mean(1)
-    up = upsample(mask, tuple(image.shape[-2:]))[:, 0]
+    up = upsample(mask, (image.shape[-2], image.shape[-1]))[:, 0]
     img = image if image.ndim == 4 else image[None]
     wy = torch.exp(-((img[:, :, 1:, :] - img[:, :, :-1, :]) ** 2).mean(1) / sigma)
     wx = torch.exp(-((img[:, :, :, 1:] - img[:, :, :, :-1]) ** 2).mean(1) / sigma)
@@ -164,7 +164,7 @@ class IGOSPlusPlus(Method):
                     "regulariser": float(reg.detach()),
                 }
             )
-        heat = 1 - upsample(mask, tuple(pixels.shape[-2:]))[0, 0]
+        heat = 1 - upsample(mask, (pixels.shape[-2], pixels.shape[-1]))[0, 0]
         if not torch.isfinite(heat).all():
             raise MethodError("iGOS++: the mask became non-finite")
         return heat.detach().clamp(0, 1)

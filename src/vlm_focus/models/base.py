@@ -31,7 +31,7 @@ class Adapter(ABC):
     family: str = "base"
 
     def __init__(self, model: torch.nn.Module, processor: Any, name: str = "") -> None:
-        self.model = model
+        self.model: Any = model
         self.processor = processor
         self.name = name or getattr(model.config, "_name_or_path", "") or type(model).__name__
         self.model.eval()
@@ -187,7 +187,7 @@ class Adapter(ABC):
         image_id = getattr(self.model.config, "image_token_id", None)
         if image_id is None:
             image_id = getattr(self.model.config, "image_token_index", None)
-        return input_ids == image_id
+        return torch.as_tensor(input_ids == image_id)
 
 
 class Scorer:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from ..errors import ModelError
@@ -69,7 +71,7 @@ def load_adapter(
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
     try:
-        model = AutoModelForImageTextToText.from_pretrained(path, **kwargs)
+        model: Any = AutoModelForImageTextToText.from_pretrained(path, **kwargs)
         load_processor = getattr(cls, "load_processor", None)
         processor = (
             load_processor(path, config.model_type, trust_remote_code)
