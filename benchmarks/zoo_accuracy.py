@@ -67,9 +67,10 @@ def main(argv: list[str] | None = None) -> dict:
         samples = [make_sample(args.seed, i, q, min_objects=lo) for i in range(args.n)]
         answers = batched_answers(adapter, samples)
         result["accuracy"][q] = float(np.mean([answer_correct(a, s) for a, s in zip(answers, samples)]))
-    key_llr, filler_llr = [], []
+    key_llr, filler_llr, per_type = [], [], {}
     for q in QTYPES:
-        for i in tqdm(range(args.llr_n), desc=f"LLR {q}", leave=False):
+        start = len(key_llr)
+        for i in tqdm(range(args.llr_n), desc=f"LLR {q}", leave=False, disable=None):
             s = make_sample(args.seed + 1, i, q, min_objects=2 if q in ("color", "shape") else 1)
             pixels = to_tensor(s.image)
             ids = adapter.generate(pixels, s.question, max_new_tokens=16)
@@ -83,6 +84,8 @@ def main(argv: list[str] | None = None) -> dict:
                     key_llr.append(v)
                 elif is_filler(t) and t.strip().lower() not in ("no", "one"):
                     filler_llr.append(v)
+        mine = np.array(key_llr[start:])
+        per_type[q] = {"key_mean": float(mine.mean()), "key_share_above_1": float((mine > 1.0).mean())}
     result["llr"] = {
         "key_mean": float(np.mean(key_llr)),
         "key_share_above_1": float(np.mean(np.array(key_llr) > 1.0)),
@@ -90,6 +93,7 @@ def main(argv: list[str] | None = None) -> dict:
         "filler_share_above_1": float(np.mean(np.array(filler_llr) > 1.0)),
         "n_key": len(key_llr),
         "n_filler": len(filler_llr),
+        "per_qtype": per_type,
     }
     result["seconds"] = round(time.perf_counter() - t0, 1)
     print(json.dumps(result, indent=2))

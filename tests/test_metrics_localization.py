@@ -35,10 +35,12 @@ def test_pointing_game_tolerance_is_euclidean_distance_to_the_mask():
     assert pointing_game(heat, _mask((7, 7), (2, 2)), tolerance=0) == 1.0
 
 
-def test_pointing_game_any_tied_maximum_hits_but_a_flat_map_misses():
+def test_pointing_game_tied_maxima_count_by_share_and_a_flat_map_misses():
     heat = np.zeros((5, 5))
-    heat[0, 0] = heat[4, 4] = 2.0
+    heat[4, 4] = 2.0
     assert pointing_game(heat, _mask((5, 5), (4, 4)), tolerance=0) == 1.0
+    heat[0, 0] = 2.0  # two tied maxima, one on the mask: half a hit
+    assert pointing_game(heat, _mask((5, 5), (4, 4)), tolerance=0) == 0.5
     assert pointing_game(heat, _mask((5, 5), (2, 2)), tolerance=0) == 0.0
     assert pointing_game(np.full((5, 5), 0.3), _mask((5, 5), (2, 2)), tolerance=10) == 0.0
 

@@ -10,6 +10,7 @@ import pytest
 import vlm_focus
 from vlm_focus.data.shapes import QTYPES, answer_correct, make_sample
 from vlm_focus.images import to_tensor
+from vlm_focus.metrics import pointing_game, relevance_mass
 
 EVAL_SEED = 777  # never used in training (seeds 0 and 1)
 
@@ -43,26 +44,34 @@ def test_loads_offline_in_a_fresh_process():
     assert "LlavaAdapter" in out.stdout
 
 
+# Regression floors a little under the accuracy measured on 500 scenes per type
+# (benchmarks/zoo_accuracy.py: colour 99.8 %, shape 99.8 %, count 88.6 %, existence 96.2 %).
+FLOOR = {"color": 0.95, "shape": 0.95, "count": 0.75, "exist": 0.85}
+
+
 @pytest.mark.parametrize("qtype", QTYPES)
 def test_answers_fresh_scenes(lens, qtype):
     lo = 2 if qtype in ("color", "shape") else 1
-    samples = [make_sample(EVAL_SEED, i, qtype, min_objects=lo) for i in range(10)]
+    samples = [make_sample(EVAL_SEED, i, qtype, min_objects=lo) for i in range(20)]
     answers = [
         lens.adapter.tokenizer.decode(lens.adapter.generate(to_tensor(s.image), s.question)) for s in samples
     ]
-    assert np.mean([answer_correct(a, s) for a, s in zip(answers, samples)]) >= 0.9, answers
+    assert np.mean([answer_correct(a, s) for a, s in zip(answers, samples)]) >= FLOOR[qtype], answers
 
 
-@pytest.mark.parametrize("index", range(3))
-def test_explain_selects_key_tokens_and_finds_the_object(lens, index):
-    s = make_sample(EVAL_SEED + 1, index, "color", min_objects=2, max_objects=3)
-    ex = lens.explain(s.image, s.question)
-    assert answer_correct(ex.answer, s)
-    words = [t.strip().lower() for t in ex.selected_text]
-    assert s.key in words  # the colour word is image-dependent ...
-    assert not {"the", "is", "."} & set(words)  # ... the filler is not
-    peak = np.unravel_index(np.argmax(ex.heatmap), ex.heatmap.shape)
-    ys, xs = np.nonzero(s.evidence)
-    near = np.min(np.hypot(ys - peak[0], xs - peak[1]))
-    assert near <= 3, f"heatmap peak {peak} is {near:.1f} px from the object"
-    assert ex.scores["insertion"] > ex.scores["deletion"]
+def test_explain_selects_key_tokens_and_finds_the_object(lens):
+    hits = []
+    for index in range(4):
+        s = make_sample(EVAL_SEED + 1, index, "color", min_objects=2, max_objects=3)
+        ex = lens.explain(s.image, s.question)
+        assert answer_correct(ex.answer, s)
+        words = [t.strip().lower() for t in ex.selected_text]
+        assert s.key in words  # the colour word is image-dependent ...
+        assert not {"the", "is", "."} & set(words)  # ... the filler is not
+        assert ex.scores["insertion"] - ex.scores["deletion"] > 0.4
+        # more heat on the object than its share of the image
+        assert relevance_mass(ex.heatmap, s.evidence) > 2 * s.evidence.mean()
+        hits.append(pointing_game(ex.heatmap, s.evidence, tolerance=3))
+    # iGOS++ masks saturate, so the heat maximum is a plateau; pointing counts the share of
+    # it on the object (chance: ~0.1). Measured on 200 scenes in BENCHMARKS.md.
+    assert np.mean(hits) >= 0.4, hits

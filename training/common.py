@@ -65,10 +65,50 @@ def prompt_text(question: str) -> str:
     return f"USER: <image>\n{question} ASSISTANT:"
 
 
-def sample_stream(seed: int, start: int, batch: int, size: int, rng: np.random.Generator):
-    """A batch of samples with question types drawn by ``QTYPE_WEIGHTS``."""
-    kinds = rng.choice(list(QTYPE_WEIGHTS), size=batch, p=list(QTYPE_WEIGHTS.values()))
+def sample_stream(
+    seed: int, start: int, batch: int, size: int, rng: np.random.Generator, weights: dict | None = None
+):
+    """A batch of samples with question types drawn by ``weights`` (default ``QTYPE_WEIGHTS``)."""
+    w = weights or QTYPE_WEIGHTS
+    kinds = rng.choice(list(w), size=batch, p=np.array(list(w.values())) / sum(w.values()))
     return [make_sample(seed, start + i, str(k), size=size) for i, k in enumerate(kinds)]
+
+
+def uninformative(sample, rng: np.random.Generator):
+    """The sample with its image replaced by the blur baseline (no visual evidence) and its
+    answer by the answer for a random key word of the same kind: it teaches the model that
+    an image without visual information leaves the answer open (a uniform guess), instead
+    of letting it guess from the blurred image's mean colour."""
+    from dataclasses import replace
+
+    from vlm_focus.baselines import make_baseline
+    from vlm_focus.data.shapes import COLORS, NUMBER_WORDS, SHAPES
+    from vlm_focus.images import tensor_to_pil, to_tensor
+
+    image = tensor_to_pil(make_baseline("blur", to_tensor(sample.image)))
+    words = sample.question.rstrip("?").split()
+    pick = lambda xs: xs[int(rng.integers(len(xs)))]  # noqa: E731
+    if sample.qtype == "color":
+        key = pick(list(COLORS))
+        answer = f"The {words[-1]} is {key}."
+    elif sample.qtype == "shape":
+        key = pick(list(SHAPES))
+        answer = f"The {words[4]} object is a {key}."
+    elif sample.qtype == "count":
+        shape, n = words[2][:-1], int(rng.integers(len(NUMBER_WORDS)))
+        key = NUMBER_WORDS[n]
+        answer = (
+            f"There are no {shape}s."
+            if n == 0
+            else f"There is one {shape}."
+            if n == 1
+            else f"There are {key} {shape}s."
+        )
+    else:
+        color, shape = words[3], words[4]
+        key = pick(["Yes", "No"])
+        answer = f"Yes, there is a {color} {shape}." if key == "Yes" else f"No, there is no {color} {shape}."
+    return replace(sample, image=image, answer=answer, key=key)
 
 
 def lm_batch(processor, samples, device="cpu") -> dict[str, torch.Tensor]:

@@ -43,6 +43,7 @@ from common import (  # noqa: E402
     lm_batch,
     quick_accuracy,
     sample_stream,
+    uninformative,
 )
 from vlm_focus.data.shapes import COLORS, SHAPES, patch_labels  # noqa: E402
 
@@ -137,7 +138,24 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--eval-n", type=int, default=50)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument(
+        "--continue-from",
+        type=Path,
+        default=None,
+        help="continue the joint stage from this saved model (no vision stage)",
+    )
+    ap.add_argument("--data-offset", type=int, default=0, help="first training sample index (fresh data)")
+    ap.add_argument(
+        "--uninformative",
+        type=float,
+        default=0.0,
+        help="share of samples shown with the blur baseline and a random answer",
+    )
+    ap.add_argument("--weights", default=None, help="question-type mix, e.g. color=1,shape=1,count=2,exist=3")
     args = ap.parse_args(argv)
+    weights = (
+        {k: float(v) for k, v in (kv.split("=") for kv in args.weights.split(","))} if args.weights else None
+    )
 
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -164,12 +182,17 @@ def main(argv: list[str] | None = None) -> None:
         num_additional_image_tokens=1,
     )
 
-    tower = pretrain_vision(config.vision_config, image_processor, args.vision_steps, args.vision_batch, log)
-    vision_seconds = timer()
-
     torch.manual_seed(0)
-    model = LlavaForConditionalGeneration(config)
-    model.model.vision_tower.load_state_dict(tower.state_dict())
+    if args.continue_from:
+        model = LlavaForConditionalGeneration.from_pretrained(args.continue_from)
+        vision_seconds = 0.0
+    else:
+        tower = pretrain_vision(
+            config.vision_config, image_processor, args.vision_steps, args.vision_batch, log
+        )
+        vision_seconds = timer()
+        model = LlavaForConditionalGeneration(config)
+        model.model.vision_tower.load_state_dict(tower.state_dict())
     # As LLaVA's own recipe: the (pre-trained) vision tower stays frozen; the projector and
     # the language model learn. Training the tower jointly at this learning rate erased its
     # colour/shape features (measured: 46-54% colour/shape accuracy after 1000 steps).
@@ -182,8 +205,12 @@ def main(argv: list[str] | None = None) -> None:
     rng = np.random.default_rng(3)
     for step in range(args.steps):
         for g in opt.param_groups:
-            g["lr"] = cosine_lr(step, args.steps, args.lr, 200)
-        samples = sample_stream(TRAIN_SEED, step * args.batch, args.batch, SCENE_SIZE, rng)
+            g["lr"] = cosine_lr(step, args.steps, args.lr, 50 if args.continue_from else 200)
+        samples = sample_stream(
+            TRAIN_SEED, args.data_offset + step * args.batch, args.batch, SCENE_SIZE, rng, weights
+        )
+        if args.uninformative:
+            samples = [uninformative(s, rng) if rng.random() < args.uninformative else s for s in samples]
         loss = model(**lm_batch(processor, samples)).loss
         opt.zero_grad()
         loss.backward()
@@ -210,6 +237,11 @@ def main(argv: list[str] | None = None) -> None:
         "args": {k: str(v) for k, v in vars(args).items()},
         "train_seed": TRAIN_SEED,
     }
+    if args.continue_from:
+        previous = args.continue_from / "training.json"
+        info["continued_from"] = (
+            json.loads(previous.read_text()) if previous.exists() else str(args.continue_from)
+        )
     (args.out / "training.json").write_text(json.dumps(info, indent=2))
     log(json.dumps(info))
 

@@ -59,13 +59,16 @@ def _pair(heatmap: Any, mask: Any) -> tuple[np.ndarray, np.ndarray]:
 
 
 def pointing_game(heatmap: Any, mask: Any, tolerance: float = POINTING_TOLERANCE) -> float:
-    """1.0 if the heatmap's maximum lies within ``tolerance`` pixels of the mask, else 0.0.
+    """1.0 if the heatmap's maximum lies within ``tolerance`` pixels of the mask, else 0.0
+    (with tied maxima: the share of them that do).
 
     Reference: Zhang et al., "Top-down neural attention by excitation backprop" (ECCV 2016;
     IJCV 2018), which counts a hit when the maximum falls within 15 px of the object.
     Definition: with ``d(p)`` the Euclidean distance from pixel ``p`` to the nearest mask
-    pixel (0 inside), hit iff ``min_{p in argmax h} d(p) <= tolerance``: *any* of tied
-    maxima may score the hit. Differences: a flat map has no maximum and counts as a miss
+    pixel (0 inside), hit iff ``d(argmax h) <= tolerance``. Tied maxima (common: iGOS++
+    masks saturate at 0, giving many pixels of heat 1) count by their share within the
+    tolerance - the expected hit of a random tie-break - so a saturated map neither always
+    hits nor always misses. Differences: a flat map has no maximum and counts as a miss
     (otherwise it would always hit); the tolerance is a parameter because 15 px is a
     quarter of a 64-px scene - scale it with the image. NaN for an empty mask.
     """
@@ -77,7 +80,7 @@ def pointing_game(heatmap: Any, mask: Any, tolerance: float = POINTING_TOLERANCE
     if h.max() == h.min():
         return 0.0
     distance = ndimage.distance_transform_edt(~m)  # 0 on the mask
-    return float(distance[h == h.max()].min() <= tolerance)
+    return float((distance[h == h.max()] <= tolerance).mean())
 
 
 def relevance_mass(heatmap: Any, mask: Any) -> float:

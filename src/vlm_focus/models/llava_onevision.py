@@ -27,11 +27,11 @@ Hook points: **the base image's grid only**, ``(image_size / patch,) * 2``. The 
 the whole image squashed to ``S x S`` (no crop), so :meth:`grid_to_pixels` is a plain resize;
 :meth:`patch_tokens` keeps the base image's tokens (the first of each image's ``1 + n_crops``
 encoder inputs, class token dropped for CLIP towers) and ignores the high-resolution crops.
-What that means for the internal-signal methods as they stand: Grad-CAM refuses the layer
-outputs (``1 + n_crops`` rows for one image); T-MM and IIA sum attention relevance over all
-encoder inputs, so crops leak into the base map; raw attention covers the crops' tokens and
-newlines too and does not fit the base grid. The perturbation methods (``igos++``,
-``occlusion``, ``rise``) see every crop through the differentiable preprocessing.
+For the internal-signal methods: Grad-CAM maps the base image's tokens; T-MM and IIA
+refuse (the encoder runs ``1 + n_crops`` inputs per image, and rollout over the base image
+alone would ignore the crops); raw attention refuses (the image tokens include the crops'
+tokens and row newlines, which do not fit the base grid). The perturbation methods
+(``igos++``, ``occlusion``, ``rise``) see every crop through the differentiable preprocessing.
 
 Example::
 
