@@ -141,7 +141,15 @@ def main(argv: list[str] | None = None) -> int:
     import warnings
 
     warnings.filterwarnings("ignore", message=".*requires torchvision.*")
+    # Our own warnings are printed as notes by the commands; keep stderr to one line each.
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"vlm_focus\.")
     args = build_parser().parse_args(argv)
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    except ImportError:
+        pass
     try:
         return int(args.func(args) or 0)
     except VlmFocusError as e:
