@@ -92,6 +92,13 @@ class Adapter(ABC):
         return ids
 
     # ----- images --------------------------------------------------------------------
+    def image_processor(self) -> Any:
+        """The processor's image processor (:class:`ModelError` if it has none)."""
+        ip = getattr(self.processor, "image_processor", None)
+        if ip is None:
+            raise ModelError(f"{self.name}: the processor has no image processor")
+        return ip
+
     @abstractmethod
     def preprocess(self, pixels: torch.Tensor) -> dict[str, torch.Tensor]:
         """Differentiable processor: ``[B, 3, H, W]`` in [0, 1] -> image model inputs."""

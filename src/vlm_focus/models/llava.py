@@ -10,7 +10,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..errors import ModelError
 from . import preprocess as P
 from .base import Adapter
 from .registry import register_adapter
@@ -22,10 +21,7 @@ class LlavaAdapter(Adapter):
 
     def __init__(self, model, processor, name: str = "") -> None:
         super().__init__(model, processor, name)
-        ip = getattr(processor, "image_processor", None)
-        if ip is None:
-            raise ModelError(f"{self.name}: the processor has no image processor")
-        self.ip = ip
+        self.ip = self.image_processor()
 
     def _target_size(self, height: int, width: int) -> tuple[int, int]:
         size = P.size_dict(self.ip.size)

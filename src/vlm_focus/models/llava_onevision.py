@@ -84,8 +84,8 @@ class LlavaOnevisionAdapter(Adapter):
 
     def __init__(self, model, processor, name: str = "") -> None:
         super().__init__(model, processor, name)
-        ip = getattr(processor, "image_processor", None)
-        if ip is None or not getattr(ip, "image_grid_pinpoints", None):
+        ip = self.image_processor()
+        if not getattr(ip, "image_grid_pinpoints", None):
             raise ModelError(f"{self.name}: the processor has no any-resolution image processor")
         self.ip = ip
         size = P.size_dict(ip.size)

@@ -111,10 +111,7 @@ class Qwen2VLAdapter(Adapter):
 
     def __init__(self, model, processor, name: str = "") -> None:
         super().__init__(model, processor, name)
-        ip = getattr(processor, "image_processor", None)
-        if ip is None:
-            raise ModelError(f"{self.name}: the processor has no image processor")
-        self.ip = ip
+        self.ip = ip = self.image_processor()
         self.merge = int(getattr(ip, "merge_size", 2))
         self.patch = int(getattr(ip, "patch_size", 14))
         self.temporal = int(getattr(ip, "temporal_patch_size", 2))
