@@ -17,94 +17,56 @@ warnings.filterwarnings("ignore", message=".*requires torchvision.*")
 torch.set_num_threads(1)
 
 
-def build_tiny_llava(out: Path, image_size: int = 32, patch: int = 8, seed: int = 0) -> Path:
-    """A randomly initialised LlavaForConditionalGeneration + processor, saved like a hub model."""
-    from transformers import (
-        CLIPImageProcessorPil,
-        CLIPVisionConfig,
-        LlamaConfig,
-        LlavaConfig,
-        LlavaForConditionalGeneration,
-        LlavaProcessor,
-    )
+def _builders() -> dict:
+    from functools import partial
 
-    from common import CHAT_TEMPLATE, build_tokenizer
-
-    tok = build_tokenizer()
-    vision = CLIPVisionConfig(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        image_size=image_size,
-        patch_size=patch,
-    )
-    text = LlamaConfig(
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        vocab_size=len(tok),
-        max_position_embeddings=128,
-        pad_token_id=tok.pad_token_id,
-        eos_token_id=tok.eos_token_id,
-    )
-    config = LlavaConfig(
-        vision_config=vision,
-        text_config=text,
-        image_token_id=tok.convert_tokens_to_ids("<image>"),
-        vision_feature_layer=-1,
-        vision_feature_select_strategy="default",
-        image_seq_length=(image_size // patch) ** 2,
-    )
-    torch.manual_seed(seed)
-    model = LlavaForConditionalGeneration(config)
-    model.generation_config.eos_token_id = tok.eos_token_id
-    model.generation_config.pad_token_id = tok.pad_token_id
-    processor = LlavaProcessor(
-        image_processor=CLIPImageProcessorPil(
-            size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size}
-        ),
-        tokenizer=tok,
-        patch_size=patch,
-        vision_feature_select_strategy="default",
-        chat_template=CHAT_TEMPLATE,
-        num_additional_image_tokens=1,
-    )
-    model.save_pretrained(out)
-    processor.save_pretrained(out)
-    return out
-
-
-@pytest.fixture(scope="session")
-def tiny_llava_dir(tmp_path_factory) -> Path:
-    return build_tiny_llava(tmp_path_factory.mktemp("tiny-llava"))
-
-
-@pytest.fixture(scope="session")
-def tiny_adapter(tiny_llava_dir):
-    from vlm_focus.models import load_adapter
-
-    return load_adapter(str(tiny_llava_dir), device="cpu")
-
-
-@pytest.fixture(scope="session")
-def adapters(tiny_adapter, tmp_path_factory) -> dict:
-    """Every registered adapter family, each on a tiny model (parametrised tests use this)."""
-    from tiny_models import build_tiny_onevision, build_tiny_qwen
-
-    from vlm_focus.models import load_adapter
+    from tiny_models import build_tiny_llava, build_tiny_llava_next, build_tiny_onevision, build_tiny_qwen
 
     return {
-        "llava": tiny_adapter,
-        "qwen2_vl": load_adapter(
-            str(build_tiny_qwen(tmp_path_factory.mktemp("tiny-qwen2-vl"))), device="cpu"
-        ),
-        "llava_onevision": load_adapter(
-            str(build_tiny_onevision(tmp_path_factory.mktemp("tiny-onevision"))), device="cpu"
-        ),
+        "llava": build_tiny_llava,
+        "qwen2_vl": partial(build_tiny_qwen, variant="qwen2_vl"),
+        "qwen2_5_vl": partial(build_tiny_qwen, variant="qwen2_5_vl"),
+        "qwen3_vl": partial(build_tiny_qwen, variant="qwen3_vl"),
+        "llava_onevision": build_tiny_onevision,
+        "llava_next": build_tiny_llava_next,
     }
+
+
+# Every tiny model the contract tests run on: one or more per registered adapter family.
+VARIANTS = ["llava", "qwen2_vl", "qwen2_5_vl", "qwen3_vl", "llava_onevision", "llava_next"]
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory):
+    """``tiny(name) -> (directory, adapter)``: a tiny random model of a real config, saved
+    like a hub checkpoint and loaded with ``load_adapter``; built once per session."""
+    from vlm_focus.models import load_adapter
+
+    cache: dict = {}
+
+    def get(name: str):
+        if name not in cache:
+            path = _builders()[name](tmp_path_factory.mktemp(name))
+            cache[name] = (path, load_adapter(str(path), device="cpu"))
+        return cache[name]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def tiny_llava_dir(tiny) -> Path:
+    return tiny("llava")[0]
+
+
+@pytest.fixture(scope="session")
+def tiny_adapter(tiny):
+    return tiny("llava")[1]
+
+
+@pytest.fixture(scope="session")
+def adapters(tiny) -> dict:
+    """One tiny model per registered adapter family (the method x adapter tests use this)."""
+    return {family: tiny(family)[1] for family in ("llava", "qwen2_vl", "llava_onevision")}
 
 
 @pytest.fixture()

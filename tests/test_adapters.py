@@ -3,29 +3,36 @@
 import numpy as np
 import pytest
 import torch
+from conftest import VARIANTS
 from PIL import Image
 
+import vlm_focus
 from vlm_focus.errors import InputError, ModelError
 from vlm_focus.images import to_tensor
 from vlm_focus.models import list_adapters
 
-SIZES = [(32, 32), (64, 48), (37, 90), (300, 200), (33, 31)]
+# (width, height): square, wide, tall, up- and down-scaling, odd sizes, extreme aspect.
+SIZES = [(32, 32), (64, 48), (37, 90), (300, 200), (33, 31), (500, 120), (20, 70), (96, 96)]
 
 
-def test_every_adapter_has_a_tiny_model(adapters):
-    assert sorted(adapters) == list_adapters()
+def test_every_adapter_has_a_tiny_model(tiny):
+    assert {type(tiny(v)[1]).family for v in VARIANTS} == set(list_adapters())
 
 
-@pytest.mark.parametrize("family", list_adapters())
+@pytest.mark.parametrize("family", VARIANTS)
 @pytest.mark.parametrize("size", SIZES)
-def test_preprocess_matches_hf_processor(adapters, family, size):
-    adapter = adapters[family]
+def test_preprocess_matches_hf_processor(tiny, family, size):
+    adapter = tiny(family)[1]
     rng = np.random.default_rng(sum(size))
     # Smooth random image: upsampled noise (real photos are smooth, pure noise is adversarial).
     small = rng.integers(0, 256, (max(2, size[1] // 4), max(2, size[0] // 4), 3), dtype=np.uint8)
     img = Image.fromarray(small).resize(size, Image.Resampling.BILINEAR)
-    ref = adapter.processor.image_processor(images=[img], return_tensors="pt")["pixel_values"]
-    ours = adapter.preprocess(to_tensor(img)[None])["pixel_values"]
+    ref = adapter.processor.image_processor(images=[img], return_tensors="pt")
+    out = adapter.preprocess(to_tensor(img)[None])
+    for key in ("image_grid_thw", "image_sizes"):  # grid sizes of dynamic-resolution models
+        if key in ref:
+            assert torch.equal(out[key].cpu(), ref[key].cpu()), key
+    ours, ref = out["pixel_values"], ref["pixel_values"]
     assert ours.shape == ref.shape
     diff = (ours - ref).abs()
     # Equal within 1e-3 but for rare ties of the 8-bit rounding, off by exactly one step.
@@ -35,16 +42,16 @@ def test_preprocess_matches_hf_processor(adapters, family, size):
     assert float(diff.max()) <= one_step + 1e-4
 
 
-@pytest.mark.parametrize("family", list_adapters())
-def test_preprocess_is_differentiable(adapters, family):
+@pytest.mark.parametrize("family", VARIANTS)
+def test_preprocess_is_differentiable(tiny, family):
     x = torch.rand(1, 3, 40, 50, requires_grad=True)
-    adapters[family].preprocess(x)["pixel_values"].sum().backward()
+    tiny(family)[1].preprocess(x)["pixel_values"].sum().backward()
     assert x.grad is not None and float(x.grad.abs().sum()) > 0
 
 
-@pytest.mark.parametrize("family", list_adapters())
-def test_scorer_equals_teacher_forced_forward(adapters, family, scene):
-    adapter = adapters[family]
+@pytest.mark.parametrize("family", VARIANTS)
+def test_scorer_equals_teacher_forced_forward(tiny, family, scene):
+    adapter = tiny(family)[1]
     pixels = to_tensor(scene.image)
     answer = adapter.generate(pixels, scene.question, max_new_tokens=4)
     scorer = adapter.scorer(pixels, scene.question, answer)
@@ -62,9 +69,9 @@ def test_scorer_equals_teacher_forced_forward(adapters, family, scene):
     assert torch.allclose(ours, full, atol=1e-4)
 
 
-@pytest.mark.parametrize("family", list_adapters())
-def test_scorer_gradient_and_batches(adapters, family, scene):
-    adapter = adapters[family]
+@pytest.mark.parametrize("family", VARIANTS)
+def test_scorer_gradient_and_batches(tiny, family, scene):
+    adapter = tiny(family)[1]
     pixels = to_tensor(scene.image)
     answer = adapter.generate(pixels, scene.question, max_new_tokens=3)
     scorer = adapter.scorer(pixels, scene.question, answer, batch_size=2)
@@ -78,9 +85,9 @@ def test_scorer_gradient_and_batches(adapters, family, scene):
     assert float(x.grad.abs().sum()) > 0
 
 
-@pytest.mark.parametrize("family", list_adapters())
-def test_grid_hooks(adapters, family, scene):
-    adapter = adapters[family]
+@pytest.mark.parametrize("family", VARIANTS)
+def test_grid_hooks(tiny, family, scene):
+    adapter = tiny(family)[1]
     pixels = to_tensor(scene.image)
     rows, cols = adapter.vision_grid(pixels)
     assert rows > 0 and cols > 0 and len(adapter.vision_layers()) > 0
@@ -110,3 +117,23 @@ def test_text_only_model_is_refused(tmp_path):
         load_adapter(str(tmp_path))
     with pytest.raises(ModelError, match="cannot load"):
         load_adapter(str(tmp_path / "missing"))
+
+
+@pytest.mark.parametrize("family", VARIANTS)
+def test_explain_end_to_end_from_the_saved_checkpoint(tiny, family, scene):
+    lens = vlm_focus.load(
+        str(tiny(family)[0]),
+        method="igos++",
+        device="cpu",
+        iterations=1,
+        ig_iter=2,
+        size=8,
+        alpha=-1e9,
+        metric_steps=5,
+        metric_grid=8,
+        max_new_tokens=3,
+    )
+    image = scene.image.resize((80, 56))
+    ex = lens.explain(image, scene.question)
+    assert ex.heatmap.shape == (56, 80) and np.isfinite(ex.heatmap).all()
+    assert np.isfinite(ex.scores["deletion"]) and np.isfinite(ex.scores["insertion"])
