@@ -73,15 +73,7 @@ class Explanation:
         if figures and self.image is not None:
             from .viz import save_overlay
 
-            save_overlay(
-                out / "overlay.png",
-                self.image,
-                self.heatmap,
-                self.question,
-                self.tokens,
-                self.selected,
-                title=f"{self.model} · {self.method}",
-            )
+            save_overlay(out / "overlay.png", *self._overlay_args(), title=self._title())
             (out / "report.html").write_text(self.to_html())
         return out
 
@@ -105,14 +97,15 @@ class Explanation:
     def figure(self):
         from .viz import overlay_figure
 
-        return overlay_figure(
-            self.image,
-            self.heatmap,
-            self.question,
-            self.tokens,
-            self.selected,
-            title=f"{self.model} · {self.method}",
-        )
+        return overlay_figure(*self._overlay_args(), title=self._title())
+
+    def _overlay_args(self) -> tuple[Image.Image, np.ndarray | None, str, list[str], list[int]]:
+        if self.image is None:
+            raise InputError("this explanation holds no image to draw on")
+        return self.image, self.heatmap, self.question, self.tokens, self.selected
+
+    def _title(self) -> str:
+        return f"{self.model} · {self.method}"
 
     def show(self) -> None:
         """Display the overlay (inline in notebooks; a window elsewhere when available)."""

@@ -121,12 +121,13 @@ class Adapter(ABC):
             **inputs,
             **kwargs,
         )[0, ids.shape[1] :]
+        return self.until_stop([int(t) for t in out.tolist()], question)
+
+    def until_stop(self, ids: list[int], question: str) -> torch.Tensor:
+        """Generated ids up to the first end/padding token, as ``[T]``; an empty answer is
+        a :class:`ModelError`."""
         stops = self.stop_ids()
-        keep = [int(t) for t in out.tolist()]
-        for i, t in enumerate(keep):
-            if t in stops:
-                keep = keep[:i]
-                break
+        keep = next((ids[:i] for i, t in enumerate(ids) if t in stops), ids)
         if not keep:
             raise ModelError(f"{self.name} generated an empty answer to {question!r}")
         return torch.tensor(keep, dtype=torch.long)

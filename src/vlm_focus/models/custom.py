@@ -190,13 +190,7 @@ class CustomAdapter(Adapter):
                     break
                 out.append(token)
                 ids = torch.cat([ids, torch.tensor([[token]], device=ids.device)], dim=1)
-        for i, t in enumerate(out):
-            if t in stops:
-                out = out[:i]
-                break
-        if not out:
-            raise ModelError(f"{self.name} generated an empty answer to {question!r}")
-        return torch.tensor(out, dtype=torch.long)
+        return self.until_stop(out, question)
 
     # ----- hook points -------------------------------------------------------------------
     def vision_layers(self) -> list[torch.nn.Module]:
