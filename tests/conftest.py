@@ -20,7 +20,15 @@ torch.set_num_threads(1)
 def _builders() -> dict:
     from functools import partial
 
-    from tiny_models import build_tiny_llava, build_tiny_llava_next, build_tiny_onevision, build_tiny_qwen
+    from tiny_idefics3 import build_tiny_idefics3
+    from tiny_internvl import build_tiny_internvl
+    from tiny_models import (
+        build_tiny_llava,
+        build_tiny_llava_next,
+        build_tiny_multi_encoder,
+        build_tiny_onevision,
+        build_tiny_qwen,
+    )
 
     return {
         "llava": build_tiny_llava,
@@ -29,11 +37,26 @@ def _builders() -> dict:
         "qwen3_vl": partial(build_tiny_qwen, variant="qwen3_vl"),
         "llava_onevision": build_tiny_onevision,
         "llava_next": build_tiny_llava_next,
+        "idefics3": build_tiny_idefics3,
+        "smolvlm": partial(build_tiny_idefics3, variant="smolvlm"),
+        "internvl": build_tiny_internvl,
+        "multi_encoder": build_tiny_multi_encoder,
     }
 
 
 # Every tiny model the contract tests run on: one or more per registered adapter family.
-VARIANTS = ["llava", "qwen2_vl", "qwen2_5_vl", "qwen3_vl", "llava_onevision", "llava_next"]
+VARIANTS = [
+    "llava",
+    "qwen2_vl",
+    "qwen2_5_vl",
+    "qwen3_vl",
+    "llava_onevision",
+    "llava_next",
+    "idefics3",
+    "smolvlm",
+    "internvl",
+    "multi_encoder",
+]
 
 
 @pytest.fixture(scope="session")
@@ -65,8 +88,13 @@ def tiny_adapter(tiny):
 
 @pytest.fixture(scope="session")
 def adapters(tiny) -> dict:
-    """One tiny model per registered adapter family (the method x adapter tests use this)."""
-    return {family: tiny(family)[1] for family in ("llava", "qwen2_vl", "llava_onevision")}
+    """One tiny model per registered adapter family (the method x adapter tests use this):
+    the first variant of each family in ``VARIANTS``."""
+    out: dict = {}
+    for name in VARIANTS:
+        adapter = tiny(name)[1]
+        out.setdefault(type(adapter).family, adapter)
+    return out
 
 
 @pytest.fixture()

@@ -71,7 +71,7 @@ def two_resolutions(pixels: torch.Tensor) -> dict[str, torch.Tensor]:
 
 @pytest.fixture(scope="module")
 def toy():
-    from common import build_tokenizer, prompt_text
+    from common import build_tokenizer
 
     tok = build_tokenizer()
     torch.manual_seed(0)
@@ -80,7 +80,7 @@ def toy():
     )
 
     def prompt_fn(question, pixels):
-        return tok(prompt_text(question), add_special_tokens=False)["input_ids"]
+        return tok(f"USER: <image>\n{question} ASSISTANT:", add_special_tokens=False)["input_ids"]
 
     def full_logits(input_ids, inputs):  # all positions, aligned with input_ids
         return model(input_ids, **inputs)[:, -input_ids.shape[1] :]

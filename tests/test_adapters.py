@@ -137,3 +137,27 @@ def test_explain_end_to_end_from_the_saved_checkpoint(tiny, family, scene):
     ex = lens.explain(image, scene.question)
     assert ex.heatmap.shape == (56, 80) and np.isfinite(ex.heatmap).all()
     assert np.isfinite(ex.scores["deletion"]) and np.isfinite(ex.scores["insertion"])
+
+
+@pytest.mark.parametrize("family", VARIANTS)
+def test_loading_options(tiny, family, scene):
+    """bf16, eager attention and gradient checkpointing together: the scorer still gives
+    finite float32 log-probabilities and a gradient in the pixels."""
+    from vlm_focus.models import load_adapter
+
+    adapter = load_adapter(
+        str(tiny(family)[0]),
+        device="cpu",
+        dtype="bf16",
+        attn_implementation="eager",
+        gradient_checkpointing=True,
+    )
+    assert adapter.dtype == torch.bfloat16
+    assert adapter.model.config._attn_implementation == "eager"
+    pixels = to_tensor(scene.image)
+    answer = adapter.generate(pixels, scene.question, max_new_tokens=2)
+    x = pixels[None].clone().requires_grad_(True)
+    out = adapter.scorer(pixels, scene.question, answer)(x)
+    assert out.dtype == torch.float32 and torch.isfinite(out).all()
+    out.sum().backward()
+    assert torch.isfinite(x.grad).all() and float(x.grad.abs().sum()) > 0

@@ -338,3 +338,64 @@ def build_tiny_llava(out: Path, image_size: int = 32, patch: int = 8, seed: int 
     model.save_pretrained(out)
     processor.save_pretrained(out)
     return out
+
+
+def build_tiny_multi_encoder(out: Path, seed: int = 0) -> Path:
+    """A random multi-encoder model of our own (CLIP ViT + ConvNeXt + Llama) + processor.
+
+    The ViT reads 24 px (3 x 3 patches of 8), the ConvNeXt 32 px (8 x 8 after its stem,
+    4 x 4 after its second stage, pooled onto the 3 x 3 grid)."""
+    from transformers import CLIPImageProcessorPil
+
+    from common import CHAT_TEMPLATE, build_tokenizer
+    from vlm_focus.architectures.multi_encoder import (
+        MultiEncoderConfig,
+        MultiEncoderForConditionalGeneration,
+        MultiEncoderProcessor,
+    )
+
+    tok = build_tokenizer()
+    config = MultiEncoderConfig(
+        vit_config=dict(
+            model_type="clip_vision_model",
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            image_size=24,
+            patch_size=8,
+        ),
+        conv_config=dict(
+            model_type="convnext", hidden_sizes=[16, 24], depths=[1, 1], num_stages=2, patch_size=4
+        ),
+        text_config=dict(
+            model_type="llama",
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            num_key_value_heads=2,
+            vocab_size=len(tok),
+            max_position_embeddings=128,
+            pad_token_id=tok.pad_token_id,
+            eos_token_id=tok.eos_token_id,
+        ),
+        image_token_id=tok.convert_tokens_to_ids("<image>"),
+        vit_size=24,
+        conv_size=32,
+    )
+    torch.manual_seed(seed)
+    model = MultiEncoderForConditionalGeneration(config)
+    model.generation_config.eos_token_id = tok.eos_token_id
+    model.generation_config.pad_token_id = tok.pad_token_id
+    processor = MultiEncoderProcessor(
+        image_processor=CLIPImageProcessorPil(
+            size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}
+        ),
+        tokenizer=tok,
+        image_seq_length=config.image_seq_length,
+        chat_template=CHAT_TEMPLATE,
+    )
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    return out

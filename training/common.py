@@ -61,10 +61,6 @@ def build_tokenizer(vocab_size: int = 400) -> PreTrainedTokenizerFast:
     return fast
 
 
-def prompt_text(question: str) -> str:
-    return f"USER: <image>\n{question} ASSISTANT:"
-
-
 def sample_stream(
     seed: int, start: int, batch: int, size: int, rng: np.random.Generator, weights: dict | None = None
 ):
@@ -111,18 +107,29 @@ def uninformative(sample, rng: np.random.Generator):
     return replace(sample, image=image, answer=answer, key=key)
 
 
+def chat_prompt(processor, question: str) -> str:
+    """The question in the processor's chat template, ready for the answer."""
+    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
+    return processor.apply_chat_template(messages, add_generation_prompt=True)
+
+
 def lm_batch(processor, samples, device="cpu") -> dict[str, torch.Tensor]:
-    """Processor inputs with labels on the answer tokens (and the end token) only."""
-    prompts = [prompt_text(s.question) for s in samples]
-    full = [p + " " + s.answer + processor.tokenizer.eos_token for p, s in zip(prompts, samples)]
-    enc = processor(text=full, images=[s.image for s in samples], return_tensors="pt", padding=True)
+    """Processor inputs with labels on the answer tokens (and the end token) only.
+
+    The answer follows the prompt after a space, which the byte-level tokenizer keeps
+    with the answer's first word, so the answer's tokens are the last ones of each row
+    (right padding) whatever the processor expanded the image placeholder into."""
     tok = processor.tokenizer
-    image_id = tok.convert_tokens_to_ids("<image>")
-    n_image = int((enc["input_ids"][0] == image_id).sum())
-    labels = enc["input_ids"].clone()
-    labels[enc["attention_mask"] == 0] = -100
-    for i, p in enumerate(prompts):
-        labels[i, : len(tok(p, add_special_tokens=False)["input_ids"]) - 1 + n_image] = -100
+    if tok.padding_side != "right":
+        raise ValueError("lm_batch needs right padding")
+    answers = [" " + s.answer + tok.eos_token for s in samples]
+    full = [chat_prompt(processor, s.question) + a for s, a in zip(samples, answers)]
+    enc = processor(text=full, images=[s.image for s in samples], return_tensors="pt", padding=True)
+    labels = torch.full_like(enc["input_ids"], -100)
+    for i, a in enumerate(answers):
+        end = int(enc["attention_mask"][i].sum())
+        n = len(tok(a, add_special_tokens=False)["input_ids"])
+        labels[i, end - n : end] = enc["input_ids"][i, end - n : end]
     enc["labels"] = labels
     return {k: v.to(device) for k, v in enc.items()}
 
@@ -146,7 +153,7 @@ def quick_accuracy(model, processor, seed: int, n: int, size: int, min_objects: 
         for chunk in range(0, n, 50):
             part = samples[chunk : chunk + 50]
             enc = processor(
-                text=[prompt_text(s.question) for s in part],
+                text=[chat_prompt(processor, s.question) for s in part],
                 images=[s.image for s in part],
                 return_tensors="pt",
                 padding=True,
@@ -165,3 +172,186 @@ class Timer:
 
     def __call__(self) -> float:
         return time.perf_counter() - self.start
+
+
+# ----- the parts every zoo training script shares ---------------------------------------
+TRAIN_SEED = 0  # evaluation uses other seeds (benchmarks/zoo_accuracy.py)
+SCENE_SIZE = 64  # scenes are drawn at 64 px; the processors resize them to the model's input
+
+
+def add_training_args(ap) -> None:
+    """Command-line options of the joint (question/answer) stage, the same in every script."""
+    from pathlib import Path
+
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--vision-steps", type=int, default=800)
+    ap.add_argument("--vision-batch", type=int, default=64)
+    ap.add_argument("--steps", type=int, default=2000)
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--eval-n", type=int, default=50)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument(
+        "--continue-from",
+        type=Path,
+        default=None,
+        help="continue the joint stage from this saved model (no vision stage)",
+    )
+    ap.add_argument("--data-offset", type=int, default=0, help="first training sample index (fresh data)")
+    ap.add_argument(
+        "--uninformative",
+        type=float,
+        default=0.0,
+        help="share of samples shown with the blur baseline and a random answer",
+    )
+    ap.add_argument("--weights", default=None, help="question-type mix, e.g. color=1,shape=1,count=2,exist=3")
+    ap.add_argument(
+        "--stop-after",
+        type=int,
+        default=None,
+        help="end the joint stage after this step (a prefix of the --steps schedule)",
+    )
+
+
+def parse_weights(text: str | None) -> dict[str, float] | None:
+    return {k: float(v) for k, v in (kv.split("=") for kv in text.split(","))} if text else None
+
+
+def make_logger(out):
+    """``log(msg)``: print and append to ``out/training_log.txt``."""
+    out.mkdir(parents=True, exist_ok=True)
+    log_file = (out / "training_log.txt").open("w")
+
+    def log(msg: str) -> None:
+        print(msg, flush=True)
+        log_file.write(msg + "\n")
+        log_file.flush()
+
+    return log
+
+
+def pretrain_patches(encode, params: list, dim: int, grid: int, steps: int, batch: int, log) -> None:
+    """Pre-train a vision encoder to label every cell of a ``grid`` x ``grid`` partition of
+    the scene with the colour+shape class of the object covering it (a supervised stand-in
+    for CLIP pre-training: tiny encoders trained only through the language model learn
+    colour quickly but not shape binding).
+
+    ``encode(samples) -> [B, grid * grid, dim]`` features, row-major; ``params`` are trained
+    with a linear classification head that is thrown away afterwards."""
+    from vlm_focus.data.shapes import COLORS, SHAPES, patch_labels
+
+    n_classes = 1 + len(COLORS) * len(SHAPES)
+    head = torch.nn.Linear(dim, n_classes)
+    params = list(params) + list(head.parameters())
+    opt = torch.optim.AdamW(params, lr=2e-3, weight_decay=0.01)
+    rng = np.random.default_rng(2)
+    # Background cells dominate; weight object cells up so binding is learnt.
+    weight = torch.ones(n_classes)
+    weight[0] = 0.2
+    timer = Timer()
+    for step in range(steps):
+        for g in opt.param_groups:
+            g["lr"] = cosine_lr(step, steps, 2e-3, 100)
+        samples = sample_stream(TRAIN_SEED + 1, step * batch, batch, SCENE_SIZE, rng)
+        labels = torch.from_numpy(np.stack([patch_labels(s.objects, grid) for s in samples])).long()
+        logits = head(encode(samples)).reshape(-1, n_classes)
+        loss = torch.nn.functional.cross_entropy(logits, labels.reshape(-1), weight=weight)
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        if step % 100 == 0 or step == steps - 1:
+            fg = labels.reshape(-1) > 0
+            acc = (logits.argmax(-1)[fg] == labels.reshape(-1)[fg]).float().mean()
+            log(
+                f"vision step {step} loss {loss.item():.3f} object-patch acc {acc.item():.3f} t={timer():.0f}s"
+            )
+
+
+def copy_language_model(language_model: torch.nn.Module, source, log) -> None:
+    """Start ``language_model`` from the language model of the saved zoo model ``source``:
+    same-named tensors are copied (the embedding's first rows when the new tokenizer only
+    appends tokens); biases the source lacks (Qwen2's q/k/v) start at zero, so the copy
+    computes what the source computed."""
+    from transformers import AutoModelForImageTextToText
+
+    src = AutoModelForImageTextToText.from_pretrained(source).model.language_model.state_dict()
+    own = language_model.state_dict()
+    for k, v in src.items():
+        if k not in own:
+            raise ValueError(f"{source}: tensor {k} has no counterpart in the new language model")
+        if own[k].shape == v.shape:
+            own[k] = v
+        elif k.endswith("embed_tokens.weight") and own[k].shape[1:] == v.shape[1:] and len(own[k]) > len(v):
+            own[k][: len(v)] = v
+        else:
+            raise ValueError(f"{source}: {k} has shape {tuple(v.shape)}, expected {tuple(own[k].shape)}")
+    for k in own.keys() - src.keys():
+        if not k.endswith("bias"):
+            raise ValueError(f"{source}: no tensor for {k}")
+        own[k].zero_()
+    language_model.load_state_dict(own)
+    log(f"language model initialised from {source} ({len(src)} tensors)")
+
+
+def train_joint(model, processor, trainable: list, args, log, timer: Timer) -> None:
+    """The question/answer stage: loss on the answer tokens, AdamW with a cosine schedule,
+    a checkpoint and quick accuracy every 1000 steps."""
+    opt = torch.optim.AdamW(trainable, lr=args.lr, weight_decay=0.01)
+    rng = np.random.default_rng(3)
+    weights = parse_weights(args.weights)
+    model.train()
+    for step in range(args.steps):
+        for g in opt.param_groups:
+            g["lr"] = cosine_lr(step, args.steps, args.lr, 50 if args.continue_from else 200)
+        samples = sample_stream(
+            TRAIN_SEED, args.data_offset + step * args.batch, args.batch, SCENE_SIZE, rng, weights
+        )
+        if args.uninformative:
+            samples = [uninformative(s, rng) if rng.random() < args.uninformative else s for s in samples]
+        loss = model(**lm_batch(processor, samples)).loss
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"loss is {loss.item()} at step {step}")
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
+        opt.step()
+        if step % 100 == 0 or step == args.steps - 1:
+            log(f"joint step {step} loss {loss.item():.4f} t={timer():.0f}s")
+        if args.eval_n and step and step % 1000 == 0:
+            log(f"accuracy at step {step}: {quick_accuracy(model, processor, 999, args.eval_n, SCENE_SIZE)}")
+            model.save_pretrained(args.out)  # a usable checkpoint if the run is stopped
+            processor.save_pretrained(args.out)
+        if args.stop_after is not None and step >= args.stop_after:
+            log(f"stopped after step {step} of the {args.steps}-step schedule")
+            break
+
+
+def finish(model, processor, args, log, timer: Timer, vision_seconds: float, **extra) -> None:
+    """Quick accuracy, ``save_pretrained`` of model and processor, and ``training.json``
+    (parameters, times, arguments, and the record of the run continued from)."""
+    import json
+
+    total = timer()
+    model.eval()
+    acc = quick_accuracy(model, processor, 999, args.eval_n, SCENE_SIZE) if args.eval_n else {}
+    log(f"final quick accuracy (seed 999, {args.eval_n}/type): {acc}")
+    model.save_pretrained(args.out)
+    processor.save_pretrained(args.out)
+    info = {
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "train_seconds": round(total, 1),
+        "vision_seconds": round(vision_seconds, 1),
+        "torch_threads": args.threads,
+        "quick_accuracy": acc,
+        "args": {k: str(v) for k, v in vars(args).items()},
+        "train_seed": TRAIN_SEED,
+        **extra,
+    }
+    if args.continue_from:
+        previous = args.continue_from / "training.json"
+        info["continued_from"] = (
+            json.loads(previous.read_text()) if previous.exists() else str(args.continue_from)
+        )
+    (args.out / "training.json").write_text(json.dumps(info, indent=2))
+    log(json.dumps(info))

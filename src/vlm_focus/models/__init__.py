@@ -1,6 +1,6 @@
 """Model adapters: one file per family, registered by Hugging Face ``model_type``."""
 
-from . import custom, llava, llava_onevision, qwen2_vl  # noqa: F401  (register the adapters)
+from . import custom, idefics3, internvl, llava, llava_onevision, multi_encoder, qwen2_vl  # noqa: F401  (register the adapters)
 from .base import Adapter, Scorer
 from .custom import CustomAdapter
 from .loading import default_device, load_adapter

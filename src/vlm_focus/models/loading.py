@@ -8,7 +8,7 @@ import torch
 
 from ..errors import ModelError
 from .base import Adapter
-from .registry import adapter_for, resolve
+from .registry import MODEL_TYPES, adapter_for, resolve
 
 DTYPES = {
     "float32": torch.float32,
@@ -60,7 +60,7 @@ def load_adapter(
         config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as e:
         raise ModelError(f"cannot load a model config from {name_or_path!r}: {e}") from None
-    if getattr(config, "vision_config", None) is None:
+    if config.model_type not in MODEL_TYPES and getattr(config, "vision_config", None) is None:
         raise ModelError(
             f"{name_or_path!r} is a {config.model_type!r} model with no vision encoder: it cannot take images"
         )

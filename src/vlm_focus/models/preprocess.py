@@ -11,10 +11,15 @@ straight-through gradient, which keeps the outputs within 1e-3 of the processor'
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 
-PIL_BICUBIC, PIL_BILINEAR = 3, 2
+from ..errors import ModelError
+
+PIL_BICUBIC, PIL_BILINEAR, PIL_LANCZOS = 3, 2, 1
+LANCZOS_SUPPORT = 3.0
 
 
 def size_dict(size) -> dict:
@@ -87,3 +92,56 @@ def normalize(pixels: torch.Tensor, mean, std) -> torch.Tensor:
     m = torch.as_tensor(mean, dtype=pixels.dtype, device=pixels.device).view(1, -1, 1, 1)
     s = torch.as_tensor(std, dtype=pixels.dtype, device=pixels.device).view(1, -1, 1, 1)
     return (pixels - m) / s
+
+
+# ----- Pillow's Lanczos resize as matrices ---------------------------------------------------
+def lanczos_kernel(x: torch.Tensor) -> torch.Tensor:
+    """Pillow's truncated sinc, ``sinc(x) * sinc(x / 3)`` on ``[-3, 3)``."""
+    inside = (x >= -LANCZOS_SUPPORT) & (x < LANCZOS_SUPPORT)
+    return torch.sinc(x) * torch.sinc(x / LANCZOS_SUPPORT) * inside
+
+
+def lanczos_weights(in_size: int, out_size: int) -> torch.Tensor:
+    """``[out_size, in_size]`` resampling matrix of one axis, as Pillow builds it
+    (``precompute_coeffs``: antialiased when shrinking, taps rounded to the nearest pixel,
+    rows normalised to sum 1), in float64."""
+    scale = in_size / out_size
+    stretch = max(scale, 1.0)
+    support = LANCZOS_SUPPORT * stretch
+    center = (torch.arange(out_size, dtype=torch.float64) + 0.5) * scale
+    first = torch.trunc(center - support + 0.5).clamp(min=0)
+    last = torch.trunc(center + support + 0.5).clamp(max=in_size)
+    x = torch.arange(in_size, dtype=torch.float64)
+    taps = (x[None] >= first[:, None]) & (x[None] < last[:, None])
+    w = lanczos_kernel((x[None] - center[:, None] + 0.5) / stretch) * taps
+    return w / w.sum(1, keepdim=True)
+
+
+@functools.lru_cache(maxsize=8)  # one image needs up to 6 (3 resizes x 2 axes)
+def _weights_on(in_size: int, out_size: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """:func:`lanczos_weights` on ``device`` in ``dtype``, cached (read it, never write it)."""
+    return lanczos_weights(in_size, out_size).to(device=device, dtype=dtype)
+
+
+def _resize_axis(x: torch.Tensor, size: int, dim: int) -> torch.Tensor:
+    """One Lanczos pass along ``dim`` (-1 width, -2 height), rounded to 8 bits."""
+    w = _weights_on(x.shape[dim], size, x.device, x.dtype)
+    out = x @ w.T if dim == -1 else w @ x
+    return quantize(out)
+
+
+def pil_resize(pixels: torch.Tensor, size: tuple[int, int], resample: int) -> torch.Tensor:
+    """Pillow's resize of an 8-bit image to ``size = (height, width)``: Lanczos here (pass
+    order as :func:`resize`), bicubic and bilinear by :func:`resize`."""
+    if resample != PIL_LANCZOS:
+        if resample not in (PIL_BICUBIC, PIL_BILINEAR):
+            raise ModelError(f"resampling filter {resample} is not supported (Lanczos, bicubic, bilinear)")
+        return resize(pixels, size, resample)
+    h, w = size
+    H, W = pixels.shape[-2:]
+    vertical_first = _pillow_major() >= 13 and h < H and H - h > 2 * (W - w)
+    x = pixels
+    for dim, n in [(-2, h), (-1, w)] if vertical_first else [(-1, w), (-2, h)]:
+        if x.shape[dim] != n:
+            x = _resize_axis(x, n, dim)
+    return x

@@ -1,0 +1,103 @@
+"""Does the vision architecture change where a model looks? (the paper's Table 4, on CPU).
+
+The zoo models share one language model initialisation (``shapes-llava``'s) and differ in
+their vision side: CLIP ViT (LLaVA-1.5), Qwen2.5-VL's native-resolution ViT with window
+attention and token merging, LLaVA-OneVision's SigLIP with any-resolution crops, and a
+ViT + ConvNeXt multi-encoder. For each model, iGOS++ explains the same ``--limit`` scenes
+(``benchmarks/ground_truth.py``: deletion/insertion, pointing game, sanity check; resumable),
+then every pair of models is compared on the scenes both explained:
+
+- focus similarity: Spearman rank correlation of the two heatmaps, per scene (mean);
+- faithfulness difference: paired Wilcoxon signed-rank test on insertion - deletion.
+
+and all models together with the Friedman test on insertion - deletion (scenes explained
+by every model). The paper does not say which test gave its p-values; these are ours.
+
+    python benchmarks/architectures.py --limit 100 --sanity-limit 20 --out runs/arch
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+from scipy import stats
+
+sys.path.insert(0, str(Path(__file__).parent))
+import ground_truth  # noqa: E402
+
+MODELS = {  # zoo name: (vision architecture, language model)
+    "shapes-llava": ("CLIP ViT", "Llama"),
+    "shapes-qwen2.5-vl": ("Qwen2.5-VL ViT (window attention, 2x2 merge)", "Qwen2"),
+    "shapes-onevision": ("SigLIP, any-resolution crops", "Qwen2"),
+    "shapes-multi-encoder": ("CLIP ViT + ConvNeXt", "Llama"),
+}
+
+
+def load_run(run: Path) -> dict[str, dict]:
+    """``id -> record`` of the explained samples of one evaluation run, with its heatmap."""
+    out = {}
+    for line in (run / "results.jsonl").read_text().splitlines():
+        rec = json.loads(line)
+        if rec.get("status") == "ok":
+            rec["map"] = np.load(run / rec["heatmap"], allow_pickle=False)
+            out[rec["id"]] = rec
+    return out
+
+
+def gain(rec: dict) -> float:
+    return rec["insertion"] - rec["deletion"]
+
+
+def compare(a: dict[str, dict], b: dict[str, dict]) -> tuple[int, float, float]:
+    """``(n, mean Spearman of the heatmaps, Wilcoxon p on insertion - deletion)``."""
+    common = sorted(a.keys() & b.keys())
+    rho = [stats.spearmanr(a[i]["map"].ravel(), b[i]["map"].ravel())[0] for i in common]
+    p = stats.wilcoxon([gain(a[i]) for i in common], [gain(b[i]) for i in common]).pvalue
+    return len(common), float(np.nanmean(rho)), float(p)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", default=",".join(MODELS))
+    ap.add_argument("--limit", type=int, default=100)
+    ap.add_argument("--sanity-limit", type=int, default=20)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", type=Path, default=Path("runs/arch"))
+    args = ap.parse_args(argv)
+    names = args.models.split(",")
+    rows = []
+    for name in names:
+        out = args.out / name
+        ground_truth.main(
+            ["--model", name, "--methods", "igos++", "--limit", str(args.limit), "--threads", str(args.threads),
+             "--sanity-limit", str(args.sanity_limit), "--out", str(out)]
+        )  # fmt: skip
+        rows.append((out / "table.md").read_text().splitlines()[-1].replace("| igos++ |", f"| {name} |", 1))
+    runs = {n: load_run(args.out / n / "igos++") for n in names}
+    lines = [ground_truth.HEADER.replace("| method |", "| model |", 1), *rows, ""]
+    lines += [
+        "| model A | model B | scenes | heatmap Spearman (mean) | Wilcoxon p (ins − del) |",
+        "|---|---|---|---|---|",
+    ]
+    for a, b in itertools.combinations(names, 2):
+        n, rho, p = compare(runs[a], runs[b])
+        lines.append(f"| {a} | {b} | {n} | {rho:.3f} | {p:.2g} |")
+    if len(names) >= 3:  # the Friedman test needs three models or more
+        shared = sorted(set.intersection(*(set(r) for r in runs.values())))
+        p = stats.friedmanchisquare(*([gain(runs[n][i]) for i in shared] for n in names)).pvalue
+        lines += [
+            "",
+            f"Friedman test, all {len(names)} models (ins − del, {len(shared)} scenes): p = {p:.2g}",
+        ]
+    table = "\n".join(lines)
+    (args.out / "table.md").write_text(table + "\n")
+    print(table)
+
+
+if __name__ == "__main__":
+    main()

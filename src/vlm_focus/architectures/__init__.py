@@ -1,0 +1,1 @@
+"""Model architectures of our own (registered with the transformers Auto classes on import)."""

@@ -1,0 +1,143 @@
+"""A tiny randomly initialised InternVL (``InternVLForConditionalGeneration``), built from
+scaled-down real configs and saved with its processor like a hub model.
+
+The structure is that of ``OpenGVLab/InternVL3-1B-hf``: an InternViT vision tower (class
+token, layer scale), pixel-shuffle downsampling by 0.5, the two-layer multi-modal projector
+and a Qwen2 language model; the processor is the real ``InternVLProcessor`` with the
+``GotOcr2ImageProcessorPil`` (no torchvision here), tiles of 32 px and at most 6 of them, so
+that most test images get several tiles plus a thumbnail. ``build_tiny_internvl(path)``
+returns the directory; ``vlm_focus.models.load_adapter(path)`` loads it.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT / "training") not in sys.path:
+    sys.path.insert(0, str(ROOT / "training"))
+
+TILE, PATCH, MAX_TILES = 32, 8, 6
+DOWNSAMPLE = 0.5
+# Image tokens per tile: the 4x4 patch grid after the 0.5 pixel shuffle.
+TOKENS_PER_TILE = int((TILE // PATCH * DOWNSAMPLE) ** 2)
+# ImageNet statistics, as the hub checkpoints' preprocessor_config.json.
+MEAN, STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+
+SPECIAL = ["<|im_start|>", "<|im_end|>", "<img>", "</img>", "<IMG_CONTEXT>", "<video>"]
+
+# The hub template (ChatML, the image as "<IMG_CONTEXT>\n" before the text), without the
+# default system turn.
+TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
+    "{% for c in message['content'] %}{% if c['type'] == 'image' %}<IMG_CONTEXT>\n"
+    "{% elif c['type'] == 'video' %}<video>\n"
+    "{% elif c['type'] == 'text' %}{{ c['text'] }}{% endif %}{% endfor %}{% endif %}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def internvl_tokenizer():
+    """The project's small BPE tokenizer plus the special tokens ``InternVLProcessor`` reads."""
+    from tokenizers import AddedToken
+    from transformers import PreTrainedTokenizerFast
+
+    from common import build_tokenizer
+
+    backend = build_tokenizer().backend_tokenizer
+    backend.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in SPECIAL])
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        bos_token="<s>",
+        eos_token="<|im_end|>",
+        pad_token="<pad>",
+        unk_token="<unk>",
+        extra_special_tokens={
+            "start_image_token": "<img>",
+            "end_image_token": "</img>",
+            "context_image_token": "<IMG_CONTEXT>",
+            "video_token": "<video>",
+        },
+    )
+    tok.chat_template = TEMPLATE
+    return tok
+
+
+def internvl_config(tok):
+    """``InternVLConfig``: InternViT (2 layers, 32 px, patch 8) + Qwen2 (2 layers, hidden 64)."""
+    import transformers as T
+
+    vision = T.InternVLVisionConfig(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        image_size=TILE,
+        patch_size=PATCH,
+    )
+    text = T.Qwen2Config(
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        vocab_size=len(tok),
+        max_position_embeddings=1024,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
+    return T.InternVLConfig(
+        vision_config=vision,
+        text_config=text,
+        image_token_id=tok.convert_tokens_to_ids("<IMG_CONTEXT>"),
+        image_seq_length=TOKENS_PER_TILE,
+        downsample_ratio=DOWNSAMPLE,
+        vision_feature_layer=-1,
+        vision_feature_select_strategy="default",
+    )
+
+
+def randomize_embeddings(model: torch.nn.Module, seed: int) -> None:
+    """Random class token and position embeddings (HF initialises both to zeros), so that
+    the tiny tower tells patches and positions apart as a trained one does."""
+    embeddings = model.model.vision_tower.embeddings
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in (embeddings.cls_token, embeddings.position_embeddings):
+            p.copy_(torch.randn(p.shape, generator=g) * 0.02)
+
+
+def build_tiny_internvl(out: Path, seed: int = 0) -> Path:
+    """A random ``InternVLForConditionalGeneration`` + ``InternVLProcessor``, saved in ``out``."""
+    import transformers as T
+
+    from vlm_focus.models.qwen2_vl import image_only
+
+    tok = internvl_tokenizer()
+    torch.manual_seed(seed)
+    model = T.InternVLForConditionalGeneration(internvl_config(tok))
+    randomize_embeddings(model, seed)
+    model.generation_config.eos_token_id = tok.eos_token_id
+    model.generation_config.pad_token_id = tok.pad_token_id
+    image_processor = T.GotOcr2ImageProcessorPil(
+        size={"height": TILE, "width": TILE},
+        crop_to_patches=True,
+        min_patches=1,
+        max_patches=MAX_TILES,
+        image_mean=MEAN,
+        image_std=STD,
+    )
+    processor = image_only(T.InternVLProcessor)(
+        image_processor=image_processor,
+        tokenizer=tok,
+        image_seq_length=TOKENS_PER_TILE,
+        chat_template=TEMPLATE,
+    )
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    return out
