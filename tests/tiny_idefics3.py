@@ -51,29 +51,20 @@ def idefics3_tokenizer(variant: str):
     """The project's small BPE tokenizer plus the special tokens the Idefics3/SmolVLM
     processors write into prompts (``<fake_token_around_image>``, ``<global-img>``,
     ``<row_i_col_j>``, ``<end_of_utterance>``); ``<image>`` is already in it."""
-    from tokenizers import AddedToken
-    from transformers import PreTrainedTokenizerFast
+    from common import extend_tokenizer
 
-    from common import build_tokenizer
-
-    backend = build_tokenizer().backend_tokenizer
-    specials = [BOS[variant], *IMAGE_SPECIAL]
-    backend.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in specials])
-    tok = PreTrainedTokenizerFast(
-        tokenizer_object=backend,
-        bos_token=BOS[variant],
-        eos_token="<end_of_utterance>",
-        pad_token="<pad>",
-        unk_token="<unk>",
-        extra_special_tokens={
+    return extend_tokenizer(
+        [BOS[variant], *IMAGE_SPECIAL],
+        chat_template(variant),
+        {
             "image_token": "<image>",
             "fake_image_token": "<fake_token_around_image>",
             "global_image_token": "<global-img>",
             "end_of_utterance_token": "<end_of_utterance>",
         },
+        bos_token=BOS[variant],
+        eos_token="<end_of_utterance>",
     )
-    tok.chat_template = chat_template(variant)
-    return tok
 
 
 def build_tiny_idefics3(out: Path, seed: int = 0, variant: str = "idefics3") -> Path:

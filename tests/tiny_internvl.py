@@ -43,28 +43,19 @@ TEMPLATE = (
 
 def internvl_tokenizer():
     """The project's small BPE tokenizer plus the special tokens ``InternVLProcessor`` reads."""
-    from tokenizers import AddedToken
-    from transformers import PreTrainedTokenizerFast
+    from common import extend_tokenizer
 
-    from common import build_tokenizer
-
-    backend = build_tokenizer().backend_tokenizer
-    backend.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in SPECIAL])
-    tok = PreTrainedTokenizerFast(
-        tokenizer_object=backend,
-        bos_token="<s>",
-        eos_token="<|im_end|>",
-        pad_token="<pad>",
-        unk_token="<unk>",
-        extra_special_tokens={
+    return extend_tokenizer(
+        SPECIAL,
+        TEMPLATE,
+        {
             "start_image_token": "<img>",
             "end_image_token": "</img>",
             "context_image_token": "<IMG_CONTEXT>",
             "video_token": "<video>",
         },
+        eos_token="<|im_end|>",
     )
-    tok.chat_template = TEMPLATE
-    return tok
 
 
 def internvl_config(tok):

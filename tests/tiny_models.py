@@ -52,28 +52,19 @@ def image_only(processor_cls: type) -> type:
 
 def qwen_tokenizer():
     """The project's small BPE tokenizer plus the special tokens Qwen processors need."""
-    from tokenizers import AddedToken
-    from transformers import PreTrainedTokenizerFast
+    from common import extend_tokenizer
 
-    from common import build_tokenizer
-
-    backend = build_tokenizer().backend_tokenizer
-    backend.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in QWEN_SPECIAL])
-    tok = PreTrainedTokenizerFast(
-        tokenizer_object=backend,
-        bos_token="<s>",
-        eos_token="<|im_end|>",
-        pad_token="<pad>",
-        unk_token="<unk>",
-        extra_special_tokens={
+    return extend_tokenizer(
+        QWEN_SPECIAL,
+        QWEN_TEMPLATE,
+        {
             "image_token": "<|image_pad|>",
             "video_token": "<|video_pad|>",
             "vision_start_token": "<|vision_start|>",
             "vision_end_token": "<|vision_end|>",
         },
+        eos_token="<|im_end|>",
     )
-    tok.chat_template = QWEN_TEMPLATE
-    return tok
 
 
 def build_tiny_qwen(out: Path, variant: str = "qwen2_vl", seed: int = 0) -> Path:

@@ -355,3 +355,29 @@ def finish(model, processor, args, log, timer: Timer, vision_seconds: float, **e
         )
     (args.out / "training.json").write_text(json.dumps(info, indent=2))
     log(json.dumps(info))
+
+
+def extend_tokenizer(
+    added: list[str],
+    chat_template: str,
+    extra_special_tokens: dict[str, str],
+    bos_token: str = "<s>",
+    eos_token: str = "</s>",
+) -> PreTrainedTokenizerFast:
+    """:func:`build_tokenizer` with the special tokens ``added`` appended (earlier ids
+    unchanged, so a language model trained with the base tokenizer still fits) and the
+    named special tokens a family's processor reads (``image_token``, ...)."""
+    from tokenizers import AddedToken
+
+    backend = build_tokenizer().backend_tokenizer
+    backend.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in added])
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        bos_token=bos_token,
+        eos_token=eos_token,
+        pad_token="<pad>",
+        unk_token="<unk>",
+        extra_special_tokens=extra_special_tokens,
+    )
+    tok.chat_template = chat_template
+    return tok

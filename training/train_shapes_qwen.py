@@ -25,7 +25,6 @@ import sys
 from pathlib import Path
 
 import torch
-from tokenizers import AddedToken
 from transformers import (
     PreTrainedTokenizerFast,
     Qwen2_5_VLConfig,
@@ -38,8 +37,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import (  # noqa: E402
     Timer,
     add_training_args,
-    build_tokenizer,
     copy_language_model,
+    extend_tokenizer,
     finish,
     make_logger,
     pretrain_patches,
@@ -66,23 +65,16 @@ CHAT_TEMPLATE = (
 
 def build_qwen_tokenizer() -> PreTrainedTokenizerFast:
     """shapes-llava's tokenizer with Qwen's vision tokens appended (earlier ids unchanged)."""
-    backend = build_tokenizer().backend_tokenizer
-    backend.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in VISION_TOKENS])
-    tok = PreTrainedTokenizerFast(
-        tokenizer_object=backend,
-        bos_token="<s>",
-        eos_token="</s>",
-        pad_token="<pad>",
-        unk_token="<unk>",
-        extra_special_tokens={
+    return extend_tokenizer(
+        list(VISION_TOKENS),
+        CHAT_TEMPLATE,
+        {
             "image_token": "<|image_pad|>",
             "video_token": "<|video_pad|>",
             "vision_start_token": "<|vision_start|>",
             "vision_end_token": "<|vision_end|>",
         },
     )
-    tok.chat_template = CHAT_TEMPLATE
-    return tok
 
 
 def build(tok) -> Qwen2_5_VLConfig:
