@@ -381,3 +381,10 @@ def extend_tokenizer(
     )
     tok.chat_template = chat_template
     return tok
+
+
+def start_run(ap, argv: list[str] | None):
+    """Parse the arguments, set the torch threads, open the log: ``(args, log, timer)``."""
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    return args, make_logger(args.out), Timer()

@@ -35,12 +35,11 @@ from transformers import (
 sys.path.insert(0, str(Path(__file__).parent))
 from common import (  # noqa: E402
     CHAT_TEMPLATE,
-    Timer,
     add_training_args,
     build_tokenizer,
     finish,
-    make_logger,
     pretrain_patches,
+    start_run,
     train_joint,
 )
 
@@ -84,10 +83,7 @@ def main(argv: list[str] | None = None) -> None:
     add_training_args(ap)
     ap.add_argument("--size", type=int, default=48, help="model input side (scenes are drawn at 64 px)")
     ap.add_argument("--patch", type=int, default=8)
-    args = ap.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    log = make_logger(args.out)
-    timer = Timer()
+    args, log, timer = start_run(ap, argv)
 
     tok = build_tokenizer()
     ids = {t: tok.convert_tokens_to_ids(t) for t in ("<image>", "<pad>", "</s>", "<s>")}

@@ -28,13 +28,12 @@ from transformers import AutoModelForImageTextToText, CLIPImageProcessorPil
 sys.path.insert(0, str(Path(__file__).parent))
 from common import (  # noqa: E402
     CHAT_TEMPLATE,
-    Timer,
     add_training_args,
     build_tokenizer,
     copy_language_model,
     finish,
-    make_logger,
     pretrain_patches,
+    start_run,
     train_joint,
 )
 from vlm_focus.architectures.multi_encoder import (  # noqa: E402
@@ -42,8 +41,8 @@ from vlm_focus.architectures.multi_encoder import (  # noqa: E402
     MultiEncoderForConditionalGeneration,
     MultiEncoderProcessor,
 )
+from vlm_focus.models.registry import ZOO  # noqa: E402
 
-ZOO = Path(__file__).resolve().parents[1] / "src" / "vlm_focus" / "zoo"
 VIT_SIZE, CONV_SIZE = 48, 64
 
 
@@ -74,10 +73,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument(
         "--init", type=Path, default=ZOO / "shapes-llava", help="ViT and language model to start from"
     )
-    args = ap.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    log = make_logger(args.out)
-    timer = Timer()
+    args, log, timer = start_run(ap, argv)
 
     tok = build_tokenizer()
     image_processor = CLIPImageProcessorPil(

@@ -38,18 +38,17 @@ from transformers import (
 sys.path.insert(0, str(Path(__file__).parent))
 from common import (  # noqa: E402
     CHAT_TEMPLATE,
-    Timer,
     add_training_args,
     build_tokenizer,
     copy_language_model,
     finish,
-    make_logger,
     pretrain_patches,
+    start_run,
     train_joint,
 )
 from vlm_focus.models.qwen2_vl import image_only  # noqa: E402
+from vlm_focus.models.registry import ZOO  # noqa: E402
 
-ZOO = Path(__file__).resolve().parents[1] / "src" / "vlm_focus" / "zoo"
 CROP, PATCH = 32, 8
 PINPOINTS = [[CROP * i, CROP * j] for i in (1, 2, 3) for j in (1, 2, 3)]
 
@@ -94,10 +93,7 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_training_args(ap)
     ap.add_argument("--init-lm", type=Path, default=ZOO / "shapes-llava", help="language model to start from")
-    args = ap.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    log = make_logger(args.out)
-    timer = Timer()
+    args, log, timer = start_run(ap, argv)
 
     tok = build_tokenizer()
     image_processor = LlavaOnevisionImageProcessorPil(

@@ -35,18 +35,17 @@ from transformers import (
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import (  # noqa: E402
-    Timer,
     add_training_args,
     copy_language_model,
     extend_tokenizer,
     finish,
-    make_logger,
     pretrain_patches,
+    start_run,
     train_joint,
 )
 from vlm_focus.models.qwen2_vl import image_only  # noqa: E402
+from vlm_focus.models.registry import ZOO  # noqa: E402
 
-ZOO = Path(__file__).resolve().parents[1] / "src" / "vlm_focus" / "zoo"
 PATCH, MERGE, MIN_PIXELS, MAX_PIXELS = 8, 2, 96 * 96, 128 * 128
 VISION_TOKENS = ("<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>")
 
@@ -118,10 +117,7 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_training_args(ap)
     ap.add_argument("--init-lm", type=Path, default=ZOO / "shapes-llava", help="language model to start from")
-    args = ap.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    log = make_logger(args.out)
-    timer = Timer()
+    args, log, timer = start_run(ap, argv)
 
     tok = build_qwen_tokenizer()
     image_processor = Qwen2VLImageProcessorPil(
