@@ -13,7 +13,15 @@ then every pair of models is compared on the scenes both explained:
 and all models together with the Friedman test on insertion - deletion (scenes explained
 by every model). The paper does not say which test gave its p-values; these are ours.
 
+How high would the heatmap correlation be *without* an architecture change? ``--models``
+takes ``label=path`` items, so a second training run of one architecture (another
+``--seed``) joins as its own model, and ``--reference label:model`` names it: then, for
+every other model ``X``, the per-scene correlation of the same-architecture pair is compared
+with that of ``model`` and ``X`` (paired Wilcoxon on the scenes all three explained).
+
     python benchmarks/architectures.py --limit 100 --sanity-limit 20 --out runs/arch
+    python benchmarks/architectures.py --models shapes-llava,shapes-qwen2.5-vl,shapes-onevision,\
+        shapes-multi-encoder,onevision-seed1=runs/ov-s1-3 --reference onevision-seed1:shapes-onevision
 """
 
 from __future__ import annotations
@@ -53,12 +61,34 @@ def gain(rec: dict) -> float:
     return rec["insertion"] - rec["deletion"]
 
 
+def map_spearman(a: dict, b: dict) -> float:
+    return float(stats.spearmanr(a["map"].ravel(), b["map"].ravel())[0])
+
+
 def compare(a: dict[str, dict], b: dict[str, dict]) -> tuple[int, float, float]:
     """``(n, mean Spearman of the heatmaps, Wilcoxon p on insertion - deletion)``."""
     common = sorted(a.keys() & b.keys())
-    rho = [stats.spearmanr(a[i]["map"].ravel(), b[i]["map"].ravel())[0] for i in common]
+    rho = [map_spearman(a[i], b[i]) for i in common]
     p = stats.wilcoxon([gain(a[i]) for i in common], [gain(b[i]) for i in common]).pvalue
     return len(common), float(np.nanmean(rho)), float(p)
+
+
+def reference_lines(runs: dict[str, dict], reference: str, model: str) -> list[str]:
+    """Per other model ``X``: mean Spearman of (reference, model) vs (model, X) on the scenes
+    all three explained, and the paired Wilcoxon p of the difference."""
+    lines = [
+        f"| other model X | scenes | Spearman ({reference}, {model}) | Spearman ({model}, X) | Wilcoxon p |",
+        "|---|---|---|---|---|",
+    ]
+    for other in runs:
+        if other in (reference, model):
+            continue
+        common = sorted(runs[reference].keys() & runs[model].keys() & runs[other].keys())
+        same = [map_spearman(runs[reference][i], runs[model][i]) for i in common]
+        cross = [map_spearman(runs[model][i], runs[other][i]) for i in common]
+        p = stats.wilcoxon(same, cross).pvalue
+        lines.append(f"| {other} | {len(common)} | {np.mean(same):.3f} | {np.mean(cross):.3f} | {p:.2g} |")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -68,13 +98,19 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--sanity-limit", type=int, default=20)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, default=Path("runs/arch"))
+    ap.add_argument(
+        "--reference",
+        default=None,
+        help="label:model - the model 'label' is another training run of 'model' (same architecture)",
+    )
     args = ap.parse_args(argv)
-    names = args.models.split(",")
+    models = dict(item.split("=", 1) if "=" in item else (item, item) for item in args.models.split(","))
+    names = list(models)
     rows = []
-    for name in names:
+    for name, model in models.items():
         out = args.out / name
         ground_truth.main(
-            ["--model", name, "--methods", "igos++", "--limit", str(args.limit), "--threads", str(args.threads),
+            ["--model", model, "--methods", "igos++", "--limit", str(args.limit), "--threads", str(args.threads),
              "--sanity-limit", str(args.sanity_limit), "--out", str(out)]
         )  # fmt: skip
         rows.append((out / "table.md").read_text().splitlines()[-1].replace("| igos++ |", f"| {name} |", 1))
@@ -94,6 +130,9 @@ def main(argv: list[str] | None = None) -> None:
             "",
             f"Friedman test, all {len(names)} models (ins − del, {len(shared)} scenes): p = {p:.2g}",
         ]
+    if args.reference:
+        reference, model = args.reference.split(":")
+        lines += ["", *reference_lines(runs, reference, model)]
     table = "\n".join(lines)
     (args.out / "table.md").write_text(table + "\n")
     print(table)

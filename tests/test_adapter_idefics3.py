@@ -7,7 +7,7 @@ from PIL import Image
 from tiny_idefics3 import SHAPES as TINY
 
 from vlm_focus.baselines import make_baseline
-from vlm_focus.errors import MethodError, ModelError
+from vlm_focus.errors import ModelError
 from vlm_focus.images import to_tensor
 from vlm_focus.methods import Target, get_method
 from vlm_focus.models import idefics3 as I
@@ -179,8 +179,57 @@ def test_grid_hooks_global_image(models, family):
     assert (unseen_h, unseen_w) == ((0, 0) if family == "idefics3" else (4, 6))
     n = adapter.preprocess(torch.rand(1, 3, 64, 96))["pixel_values"].shape[1]
     hidden = torch.arange(2 * n, dtype=torch.float).view(-1, 1, 1).expand(-1, rows * cols, 3)
-    glob = adapter.patch_tokens(hidden)  # two images: their global frames are rows n-1 and 2n-1
-    assert glob.shape == (2, rows * cols, 3) and glob[:, 0, 0].tolist() == [n - 1.0, 2 * n - 1.0]
+    tokens = adapter.patch_tokens(hidden)  # two images, each its crops then its global frame
+    assert tokens.shape == (2, n * rows * cols, 3)
+    assert tokens[:, :: rows * cols, 0].tolist() == [list(range(n)), list(range(n, 2 * n))]
+
+
+def frame_token_rows(adapter, height: int, width: int) -> torch.Tensor:
+    """Each patch token's centre row as a fraction of the image height: every crop's (crop
+    ``k`` at ``divmod(k, cols)`` of the split image), then the global frame's."""
+    _, (h, _), nr, nc = adapter.layout(height, width)
+    rows, cols = adapter.vision_grid(torch.zeros(3, height, width))
+    centre = (torch.arange(rows) + 0.5) * adapter.patch
+    crops = [((k // nc) * adapter.side + centre) / h for k in range(nr * nc)]
+    return torch.cat(
+        [r.view(rows, 1).expand(rows, cols).reshape(-1) for r in [*crops, centre / adapter.side]]
+    )
+
+
+@pytest.mark.parametrize("size", [(64, 96), (96, 64), (100, 100)])
+def test_patches_to_pixels_puts_every_crop_where_it_was_cut(models, size):
+    """Tokens valued by their own centre row map to a ramp over the image rows: each pixel
+    is seen by one crop and by the global image, so the map is twice the row fraction."""
+    adapter = models["idefics3"]
+    H, W = size
+    assert adapter.n_frames(H, W) > 1
+    heat = adapter.patches_to_pixels(frame_token_rows(adapter, H, W), torch.zeros(3, H, W))
+    ramp = 2 * (torch.arange(H) + 0.5) / H
+    inner = slice(H // 6, H - H // 6)  # bilinear resizes clamp within half a cell of the edges
+    assert torch.allclose(heat[inner], ramp[inner, None].expand(-1, W), atol=0.03)
+
+
+def test_image_tokens_are_the_pixel_shuffles_blocks(models):
+    """Image token ``j`` of a frame holds the ``k x k`` patch block the model's pixel shuffle
+    folds into it; the prompt has as many image tokens as the mapping expects."""
+    adapter = models["idefics3"]
+    pixels = torch.zeros(3, 64, 96)
+    n = adapter.n_frames(64, 96)
+    rows, cols = adapter.vision_grid(pixels)
+    k = int(adapter.model.config.scale_factor)
+    features = torch.rand(n, rows * cols, 1)
+    shuffled = adapter.model.model.connector.pixel_shuffle(features, k)  # [n, tokens, k * k]
+    pooled = features.view(n, rows // k, k, cols // k, k).mean((2, 4), keepdim=True)
+    blocks = pooled.expand(n, rows // k, k, cols // k, k).reshape(-1)
+    assert torch.allclose(
+        adapter.image_tokens_to_pixels(shuffled.mean(-1).flatten(), pixels),
+        adapter.patches_to_pixels(blocks, pixels),
+        atol=1e-6,
+    )
+    for size in [(32, 32), (64, 96), (100, 100)]:
+        x = torch.rand(3, *size)
+        n_tokens = int(adapter.image_token_mask(adapter.prompt_ids(x, "What is it?")).sum())
+        assert adapter.image_tokens_to_pixels(torch.ones(n_tokens), x).shape == size
 
 
 def test_grid_to_pixels_is_a_resize_where_patches_cover_the_frame(models):
@@ -194,17 +243,16 @@ def test_grid_to_pixels_is_a_resize_where_patches_cover_the_frame(models):
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-def test_rollout_and_attention_refuse_split_images(models, family, scene):
+def test_internal_methods_map_split_images(models, family, scene):
     adapter = models[family]
     pixels = to_tensor(scene.image)
     answer = adapter.encode_answer(scene.answer)[:2]
     target = Target(adapter.scorer(pixels, scene.question, answer), [0, 1], adapter)
     baseline = make_baseline("blur", pixels)
-    for name, match in [("tmm", "crops"), ("iia", "crops"), ("attention", "do not fill")]:
-        with pytest.raises(MethodError, match=match):
-            get_method(name, **({"steps": 2} if name == "iia" else {})).explain(target, pixels, baseline)
-    heat = get_method("gradcam").explain(target, pixels, baseline)
-    assert heat.shape == pixels.shape[-2:] and torch.isfinite(heat).all()
+    assert adapter.n_frames(*pixels.shape[-2:]) > 1
+    for name in ["gradcam", "attention", "tmm", "iia"]:
+        heat = get_method(name, **({"steps": 2} if name == "iia" else {})).explain(target, pixels, baseline)
+        assert heat.shape == pixels.shape[-2:] and torch.isfinite(heat).all()
 
 
 def test_given_answer_tokenizes_as_after_the_prompt(models):

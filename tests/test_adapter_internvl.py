@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from vlm_focus.errors import MethodError, ModelError
+from vlm_focus.errors import ModelError
 from vlm_focus.images import to_tensor
 from vlm_focus.methods import Target, get_method
 from vlm_focus.models import preprocess as P
@@ -155,14 +155,13 @@ def test_batch_stacks_each_images_inputs(internvl):
     assert torch.equal(three[2 * n :], internvl.preprocess(x[2:])["pixel_values"])
 
 
-def test_patch_tokens_stitch_the_tiles(internvl):
-    """A hidden state encoding (input, patch row, patch col) lands on the mosaic cell of its
-    tile and token, averaged over the token's 2x2 patches; the thumbnail is left out."""
+def test_patch_tokens_follow_the_image_tokens(internvl):
+    """A hidden state encoding (input, patch row, patch col) comes out per input (tiles, then
+    the thumbnail), on the input's token grid, averaged over each token's 2x2 patches."""
     H, W = 48, 72
     internvl.preprocess(torch.rand(2, 3, H, W))
     tiling = internvl._tiling
-    rows, cols = internvl.vision_grid(torch.rand(3, H, W))
-    assert (rows, cols) == (2 * 2, 3 * 2)
+    assert internvl.vision_grid(torch.rand(3, H, W)) == (2, 2) and tiling.thumbnail
     g = 4
     n = tiling.n_inputs
     index = torch.arange(2 * n, dtype=torch.float).view(-1, 1, 1, 1).expand(-1, g, g, 1)
@@ -170,16 +169,15 @@ def test_patch_tokens_stitch_the_tiles(internvl):
     pc = torch.arange(g, dtype=torch.float).view(1, 1, g, 1).expand(2 * n, g, g, 1)
     hidden = torch.cat([index, pr, pc], -1).reshape(2 * n, g * g, 3)
     hidden = torch.cat([torch.full((2 * n, 1, 3), -1.0), hidden], 1)  # class token first
-    mosaic = internvl.patch_tokens(hidden).reshape(2, rows, cols, 3)
+    tokens = internvl.patch_tokens(hidden).reshape(2, n, 2, 2, 3)
     for b in range(2):
-        for r in range(rows):
-            for c in range(cols):
-                tile = (r // 2) * tiling.cols + c // 2
-                expected = [b * n + tile, (r % 2) * 2 + 0.5, (c % 2) * 2 + 0.5]
-                assert mosaic[b, r, c].tolist() == expected
+        for i in range(n):
+            for r in range(2):
+                for c in range(2):
+                    assert tokens[b, i, r, c].tolist() == [b * n + i, r * 2 + 0.5, c * 2 + 0.5]
 
 
-def test_mosaic_cells_are_the_models_image_tokens(internvl):
+def test_grid_cells_are_the_models_image_tokens(internvl):
     """On one tile, cell ``j`` of the grid holds the patches the pixel shuffle folds into
     image token ``j``: the model's unit order is ours."""
     g, d = 4, 2
@@ -190,6 +188,25 @@ def test_mosaic_cells_are_the_models_image_tokens(internvl):
     internvl.preprocess(torch.rand(1, 3, 32, 32))
     hidden = torch.cat([torch.zeros(1, 1, d), features.reshape(1, g * g, d)], 1)
     assert internvl.patch_tokens(hidden)[0, :, 0].tolist() == per_token[0].tolist()
+
+
+@pytest.mark.parametrize("size", [(48, 72), (72, 48), (40, 80)])
+def test_patches_to_pixels_puts_every_tile_where_it_was_cut(internvl, size):
+    """Tokens valued by their own centre row map to a ramp over the image rows: each pixel is
+    seen by one tile and by the thumbnail, so the map is twice the row fraction."""
+    H, W = size
+    tiling = internvl.tiling(H, W)
+    assert tiling.n_tiles > 1 and tiling.thumbnail
+    uh, uw = internvl.unit_grid
+    rows = []
+    for t in range(tiling.n_tiles):
+        rows.append((t // tiling.cols * uh + torch.arange(uh) + 0.5) / (tiling.rows * uh))
+    rows.append((torch.arange(uh) + 0.5) / uh)  # the thumbnail
+    values = torch.cat([r.view(uh, 1).expand(uh, uw).reshape(-1) for r in rows])
+    heat = internvl.patches_to_pixels(values, torch.zeros(3, H, W))
+    ramp = 2 * (torch.arange(H) + 0.5) / H
+    inner = slice(H // 4, H - H // 4)  # bilinear resizes clamp within half a cell of the edges
+    assert torch.allclose(heat[inner], ramp[inner, None].expand(-1, W), atol=0.02)
 
 
 def test_grid_to_pixels_is_a_plain_resize(internvl):
@@ -218,18 +235,14 @@ def test_internal_methods_on_one_tile(internvl, name):
     assert heat.shape == (30, 30) and torch.isfinite(heat).all()
 
 
-@pytest.mark.parametrize("name", ["tmm", "iia", "attention"])
-def test_rollout_and_attention_refuse_several_tiles(internvl, name):
+@pytest.mark.parametrize("name", ["gradcam", "attention", "tmm", "iia"])
+def test_internal_methods_map_every_tile(internvl, name):
     pixels = to_tensor(smooth_image(80, 40, seed=2))
     assert internvl.tiling(40, 80).n_inputs > 1
     options = {"iia": {"steps": 2}}.get(name, {})
-    with pytest.raises(MethodError, match=name):
-        get_method(name, **options).explain(make_target(internvl, pixels), pixels, torch.zeros_like(pixels))
-
-
-def test_gradcam_maps_the_mosaic(internvl):
-    pixels = to_tensor(smooth_image(80, 40, seed=2))
-    heat = get_method("gradcam").explain(make_target(internvl, pixels), pixels, torch.zeros_like(pixels))
+    heat = get_method(name, **options).explain(
+        make_target(internvl, pixels), pixels, torch.zeros_like(pixels)
+    )
     assert heat.shape == (40, 80) and torch.isfinite(heat).all()
 
 

@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from vlm_focus.errors import MethodError
 from vlm_focus.images import to_tensor
 from vlm_focus.models.llava_onevision import LlavaOnevisionAdapter, select_best_resolution
 
@@ -46,18 +47,77 @@ def test_crops_are_slices_of_the_padded_image(anyres):
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-def test_grid_hooks_base_image(anyres, family, scene):
+def test_patch_tokens_keep_every_input(anyres, family, scene):
     adapter = anyres[family]
     pixels = to_tensor(scene.image)
     rows, cols = adapter.vision_grid(pixels)
     assert (rows, cols) == (4, 4) and len(adapter.vision_layers()) == 2
-    up = adapter.grid_to_pixels(torch.ones(rows, cols), 50, 80)
-    assert up.shape == (50, 80) and torch.allclose(up, torch.ones(50, 80))
     n_inputs = adapter.preprocess(pixels[None])["pixel_values"].shape[1]
     hidden = torch.arange(2 * n_inputs, dtype=torch.float).view(-1, 1, 1).expand(-1, rows * cols + 1, 3)
-    base = adapter.patch_tokens(hidden)  # two images: their base inputs are rows 0 and n_inputs
-    assert base.shape == (2, rows * cols, 3)
-    assert base[:, 0, 0].tolist() == [0.0, float(n_inputs)]
+    tokens = adapter.patch_tokens(hidden)  # two images, each its base image then its crops
+    assert tokens.shape == (2, n_inputs * rows * cols, 3)
+    assert tokens[:, :: rows * cols, 0].tolist() == [
+        list(range(n_inputs)),
+        list(range(n_inputs, 2 * n_inputs)),
+    ]
+
+
+def crop_token_rows(adapter, height: int, width: int) -> torch.Tensor:
+    """Each patch token's centre row, as a fraction of the image height: the base image's
+    tokens, then each crop's (crop ``k`` at ``divmod(k, crops per row)`` of the padded canvas)."""
+    rows, cols = adapter.vision_grid(torch.zeros(3, height, width))
+    (bh, bw), (fh, _), (top, _) = adapter.layout(height, width)
+    s = adapter.crop
+    base = ((torch.arange(rows) + 0.5) / rows).view(rows, 1).expand(rows, cols)
+    crops = []
+    for k in range(bh // s * (bw // s)):
+        i = k // (bw // s)
+        canvas_y = i * s + (torch.arange(rows) + 0.5) * s / rows
+        crops.append(((canvas_y - top) / fh).view(rows, 1).expand(rows, cols))
+    return torch.cat([base.reshape(-1)] + [c.reshape(-1) for c in crops])
+
+
+@pytest.mark.parametrize("size", [(64, 64), (40, 70), (70, 40)])
+def test_patches_to_pixels_puts_every_crop_where_it_was_cut(anyres, size):
+    """Tokens valued by their own centre row map to a ramp over the image rows: each pixel
+    is seen by the base image and by one crop, so the map is twice the row fraction
+    (inside the image; padding rows are dropped)."""
+    adapter = anyres["llava_onevision"]
+    H, W = size
+    heat = adapter.patches_to_pixels(crop_token_rows(adapter, H, W), torch.zeros(3, H, W))
+    assert heat.shape == (H, W)
+    ramp = 2 * (torch.arange(H) + 0.5) / H
+    inner = slice(H // 6, H - H // 6)  # bilinear resizes clamp within half a cell of the edges
+    assert torch.allclose(heat[inner], ramp[inner, None].expand(-1, W), atol=0.02)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("size", [(64, 64), (40, 70), (70, 40), (30, 100), (100, 30)])
+def test_image_tokens_to_pixels_counts_the_models_tokens(anyres, family, size):
+    """The language model's image tokens (base grid, unpadded crop grid, row ends) as the
+    processor counts them for the prompt, for square, wide and tall images."""
+    adapter = anyres[family]
+    pixels = torch.rand(3, *size)
+    n = int(adapter.image_token_mask(adapter.prompt_ids(pixels, "What is it?")).sum())
+    heat = adapter.image_tokens_to_pixels(torch.ones(n), pixels)
+    assert heat.shape == size and float(heat.min()) > 0
+    with pytest.raises(MethodError, match="do not fill"):
+        adapter.image_tokens_to_pixels(torch.ones(n + 1), pixels)
+
+
+def test_image_tokens_to_pixels_maps_crop_tokens_to_their_place(anyres):
+    """On a square image (no padding), the first crop token (the canvas' top-left patch)
+    lands top-left and the last one before the last row end bottom-right."""
+    adapter = anyres["llava_onevision"]
+    pixels = torch.rand(3, 64, 64)
+    n = int(adapter.image_token_mask(adapter.prompt_ids(pixels, "What is it?")).sum())
+    rows, cols = adapter.vision_grid(pixels)
+    for index, corner in [(rows * cols, (0, 0)), (n - 2, (-1, -1))]:
+        values = torch.zeros(n)
+        values[index] = 1.0
+        heat = adapter.image_tokens_to_pixels(values, pixels)
+        peak = divmod(int(heat.argmax()), 64)
+        assert all(abs(p - (c % 64)) < 8 for p, c in zip(peak, corner))
 
 
 def test_given_answer_tokenizes_as_after_the_prompt(anyres):
@@ -68,3 +128,21 @@ def test_given_answer_tokenizes_as_after_the_prompt(anyres):
         joiner = "" if prompt[-1].isspace() else " "
         tail = tok(prompt + joiner + "red circle", add_special_tokens=False)["input_ids"][n:]
         assert adapter.encode_answer(" red circle ").tolist() == tail
+
+
+def test_image_tokens_to_pixels_follows_the_anyres_max_shrink(anyres):
+    """With ``anyres_max_1`` a 2 x 2-crop image's 8 x 8 crop grid is shrunk to 4 x 4 (model
+    and processor alike); the map still counts and places the tokens."""
+    adapter = anyres["llava_onevision"]
+    config, processor = adapter.model.config, adapter.processor
+    saved = config.vision_aspect_ratio, processor.vision_aspect_ratio
+    config.vision_aspect_ratio = processor.vision_aspect_ratio = "anyres_max_1"
+    try:
+        pixels = torch.rand(3, 64, 64)
+        n = int(adapter.image_token_mask(adapter.prompt_ids(pixels, "What is it?")).sum())
+        assert n == 16 + 4 * (4 + 1)
+        assert adapter.image_tokens_to_pixels(torch.ones(n), pixels).shape == (64, 64)
+        scorer = adapter.scorer(pixels, "What is it?", adapter.encode_answer("red"))
+        assert torch.isfinite(scorer(pixels)).all()  # the model packs as many tokens
+    finally:
+        config.vision_aspect_ratio, processor.vision_aspect_ratio = saved

@@ -7,8 +7,9 @@ from conftest import VARIANTS
 from PIL import Image
 
 import vlm_focus
-from vlm_focus.errors import InputError, ModelError
+from vlm_focus.errors import InputError, MethodError, ModelError
 from vlm_focus.images import to_tensor
+from vlm_focus.methods.hooks import capture_outputs
 from vlm_focus.models import list_adapters
 
 # (width, height): square, wide, tall, up- and down-scaling, odd sizes, extreme aspect.
@@ -96,6 +97,26 @@ def test_grid_hooks(tiny, family, scene):
     assert float(up[25, 40]) == pytest.approx(1.0) and float(up.min()) >= 0.0
     if family == "llava":  # centre crop of a wide image: the sides are never seen
         assert float(up[:, 0].max()) == 0.0
+
+
+@pytest.mark.parametrize("family", VARIANTS)
+def test_token_maps_fit_the_model(tiny, family, scene):
+    """Every patch token the last vision layer puts out (all crops/tiles/frames) and every
+    image token of the prompt has a place on the image, for a square and a wide image."""
+    adapter = tiny(family)[1]
+    for pixels in [to_tensor(scene.image), torch.rand(3, 40, 90)]:
+        scorer = adapter.scorer(pixels, "What is it?", adapter.encode_answer("red"))
+        with torch.no_grad(), capture_outputs(adapter.vision_layers()[-1:]) as outs:
+            scorer(pixels)
+        tokens = adapter.patch_tokens(outs[0][-1])
+        assert tokens.shape[0] == 1
+        heat = adapter.patches_to_pixels(tokens[0, :, 0], pixels)
+        assert heat.shape == pixels.shape[-2:] and torch.isfinite(heat).all()
+        n = int(adapter.image_token_mask(scorer.input_ids).sum())
+        heat = adapter.image_tokens_to_pixels(torch.ones(n), pixels)
+        assert heat.shape == pixels.shape[-2:] and float(heat.max()) > 0
+        with pytest.raises(MethodError, match="do not fill"):
+            adapter.image_tokens_to_pixels(torch.ones(n + 1), pixels)
 
 
 def test_empty_question(tiny_adapter):

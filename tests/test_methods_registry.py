@@ -52,21 +52,8 @@ def make_case(adapter, scene):
 
 
 # Pairs where the method cannot apply and must refuse with a MethodError: Qwen's vision
-# attention returns no weights; OneVision runs several crops through its encoder and
-# places crop and newline tokens among the image tokens.
-UNSUPPORTED = {
-    ("tmm", "qwen2_vl"),
-    ("iia", "qwen2_vl"),
-    ("tmm", "llava_onevision"),
-    ("iia", "llava_onevision"),
-    ("attention", "llava_onevision"),
-    ("tmm", "internvl"),  # the scene is cut into 4 tiles + thumbnail
-    ("iia", "internvl"),
-    ("attention", "internvl"),
-    ("tmm", "idefics3"),  # the image is split into crops + a global image
-    ("iia", "idefics3"),
-    ("attention", "idefics3"),
-}
+# attention returns no attention weights.
+UNSUPPORTED = {("tmm", "qwen2_vl"), ("iia", "qwen2_vl")}
 
 
 @pytest.mark.parametrize("family", list_adapters())

@@ -12,6 +12,7 @@ from vlm_focus.methods import Target, get_method
 from vlm_focus.methods.base import normalize_map
 from vlm_focus.methods.gradcam import gradcam_patches
 from vlm_focus.methods.tmm import rollout
+from vlm_focus.models.base import Adapter
 
 
 # ----- toy models ------------------------------------------------------------------------
@@ -79,6 +80,8 @@ class ToyAdapter:
 
     def grid_to_pixels(self, grid_map, height, width):
         return F.interpolate(grid_map[None, None], size=(height, width), mode="nearest")[0, 0]
+
+    patches_to_pixels = Adapter.patches_to_pixels  # one grid: the default mapping
 
 
 def vit_target():
@@ -159,8 +162,15 @@ def test_rollout_hand_value():
     a2, g2 = torch.tensor([[[0.5, 0.5], [1.0, 0.0]]]), torch.tensor([[[0.0, 1.0], [-1.0, 3.0]]])
     # (I + Abar2)(I + Abar1) = [[1, .5], [0, 1]] @ [[1.2, 0], [.2, 1.4]] = [[1.3, .7], [.2, 1.4]]
     expected = torch.tensor([[1.3, 0.7], [0.2, 1.4]])
-    assert torch.allclose(rollout([g1 * a1, g2 * a2]), expected)
-    assert torch.allclose(rollout([g1 * a1, None]), torch.tensor([[1.2, 0.0], [0.2, 1.4]]))
+    c1, c2 = (g1 * a1)[None], (g2 * a2)[None]  # one encoder input
+    assert torch.allclose(rollout([c1, c2]), expected[None])
+    assert torch.allclose(rollout([c1, None]), torch.tensor([[[1.2, 0.0], [0.2, 1.4]]]))
+    # Two inputs (crops) roll out separately: the second has the layers' products swapped,
+    # Abar1' = [[0, .5], [0, 0]] (the head repeated) and Abar2' = [[.2, 0], [.2, .4]]:
+    # (I + Abar2')(I + Abar1') = [[1.2, 0], [.2, 1.4]] @ [[1, .5], [0, 1]] = [[1.2, .6], [.2, 1.5]].
+    two = rollout([torch.cat([c1, c2.expand(1, 2, 2, 2)]), torch.cat([c2[:, :1].expand(1, 2, 2, 2), c1])])
+    assert torch.allclose(two[0], expected)
+    assert torch.allclose(two[1], torch.tensor([[1.2, 0.6], [0.2, 1.5]]))
 
 
 def test_tmm_matches_an_independent_autograd_path():

@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 import torch
+from tiny_models import TINY_VISION, tiny_text
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT / "training") not in sys.path:
@@ -79,25 +80,11 @@ def build_tiny_idefics3(out: Path, seed: int = 0, variant: str = "idefics3") -> 
     side, patch, shuffle, per_side = SHAPES[variant]
     tok = idefics3_tokenizer(variant)
     vision = dict(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
+        **TINY_VISION,
         image_size=side,
         patch_size=patch,
     )
-    text = T.LlamaConfig(
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        vocab_size=len(tok),
-        max_position_embeddings=1024,
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.pad_token_id,
-    )
+    text = T.LlamaConfig(**tiny_text(tok))
     config_cls, model_cls, ip_cls = {
         "idefics3": (T.Idefics3Config, T.Idefics3ForConditionalGeneration, T.Idefics3ImageProcessorPil),
         "smolvlm": (T.SmolVLMConfig, T.SmolVLMForConditionalGeneration, T.SmolVLMImageProcessorPil),

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import torch
+from tiny_models import TINY_VISION, tiny_text
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT / "training") not in sys.path:
@@ -63,25 +64,11 @@ def internvl_config(tok):
     import transformers as T
 
     vision = T.InternVLVisionConfig(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
+        **TINY_VISION,
         image_size=TILE,
         patch_size=PATCH,
     )
-    text = T.Qwen2Config(
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        vocab_size=len(tok),
-        max_position_embeddings=1024,
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.pad_token_id,
-    )
+    text = T.Qwen2Config(**tiny_text(tok))
     return T.InternVLConfig(
         vision_config=vision,
         text_config=text,

@@ -43,6 +43,28 @@ ANYRES_SIZE = 32  # crop side of the tiny any-resolution models
 ANYRES_PINPOINTS = [[ANYRES_SIZE * i, ANYRES_SIZE * j] for i in (1, 2, 3) for j in (1, 2, 3)]
 
 
+# The tiny models' shared shapes: a 2-layer vision tower of width 32 and a 2-layer language
+# model of width 64 (its vocabulary and special ids from the tokenizer).
+TINY_VISION = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2)
+
+
+def tiny_text(tok, **extra) -> dict:
+    """Config arguments of a tiny language model for tokenizer ``tok``."""
+    return dict(
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        vocab_size=len(tok),
+        max_position_embeddings=1024,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+        **extra,
+    )
+
+
 def image_only(processor_cls: type) -> type:
     """The processor class without its video processor (none can be built without torchvision)."""
     from vlm_focus.models.qwen2_vl import image_only as strip_video
@@ -81,18 +103,8 @@ def build_tiny_qwen(out: Path, variant: str = "qwen2_vl", seed: int = 0) -> Path
             ("vision_end_token_id", "<|vision_end|>"),
         ]
     }
-    text = dict(
-        vocab_size=len(tok),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        max_position_embeddings=1024,
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.pad_token_id,
-        rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [4, 6, 6]},
+    text = tiny_text(
+        tok, rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [4, 6, 6]}
     )
     patching = dict(patch_size=QWEN_PATCH, spatial_merge_size=QWEN_MERGE, temporal_patch_size=2)
     mean, std = None, None
@@ -165,26 +177,12 @@ def build_tiny_onevision(out: Path, seed: int = 0, aspect: str = "anyres_max_4")
     tok = build_tokenizer()
     patch = 8
     vision = T.SiglipVisionConfig(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
+        **TINY_VISION,
         image_size=ANYRES_SIZE,
         patch_size=patch,
         vision_use_head=False,
     )
-    text = T.Qwen2Config(
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        vocab_size=len(tok),
-        max_position_embeddings=1024,
-        pad_token_id=tok.pad_token_id,
-        eos_token_id=tok.eos_token_id,
-        bos_token_id=tok.bos_token_id,
-    )
+    text = T.Qwen2Config(**tiny_text(tok))
     config = T.LlavaOnevisionConfig(
         vision_config=vision,
         text_config=text,
@@ -223,24 +221,11 @@ def build_tiny_llava_next(out: Path, seed: int = 0) -> Path:
     tok = build_tokenizer()
     patch = 8
     vision = T.CLIPVisionConfig(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
+        **TINY_VISION,
         image_size=ANYRES_SIZE,
         patch_size=patch,
     )
-    text = T.LlamaConfig(
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        vocab_size=len(tok),
-        max_position_embeddings=1024,
-        pad_token_id=tok.pad_token_id,
-        eos_token_id=tok.eos_token_id,
-    )
+    text = T.LlamaConfig(**tiny_text(tok))
     config = T.LlavaNextConfig(
         vision_config=vision,
         text_config=text,
@@ -286,24 +271,11 @@ def build_tiny_llava(out: Path, image_size: int = 32, patch: int = 8, seed: int 
 
     tok = build_tokenizer()
     vision = CLIPVisionConfig(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
+        **TINY_VISION,
         image_size=image_size,
         patch_size=patch,
     )
-    text = LlamaConfig(
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        vocab_size=len(tok),
-        max_position_embeddings=128,
-        pad_token_id=tok.pad_token_id,
-        eos_token_id=tok.eos_token_id,
-    )
+    text = LlamaConfig(**tiny_text(tok))
     config = LlavaConfig(
         vision_config=vision,
         text_config=text,
@@ -349,28 +321,14 @@ def build_tiny_multi_encoder(out: Path, seed: int = 0) -> Path:
     config = MultiEncoderConfig(
         vit_config=dict(
             model_type="clip_vision_model",
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=2,
+            **TINY_VISION,
             image_size=24,
             patch_size=8,
         ),
         conv_config=dict(
             model_type="convnext", hidden_sizes=[16, 24], depths=[1, 1], num_stages=2, patch_size=4
         ),
-        text_config=dict(
-            model_type="llama",
-            hidden_size=64,
-            intermediate_size=128,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            num_key_value_heads=2,
-            vocab_size=len(tok),
-            max_position_embeddings=128,
-            pad_token_id=tok.pad_token_id,
-            eos_token_id=tok.eos_token_id,
-        ),
+        text_config=tiny_text(tok, model_type="llama"),
         image_token_id=tok.convert_tokens_to_ids("<image>"),
         vit_size=24,
         conv_size=32,

@@ -175,8 +175,33 @@ class Timer:
 
 
 # ----- the parts every zoo training script shares ---------------------------------------
-TRAIN_SEED = 0  # evaluation uses other seeds (benchmarks/zoo_accuracy.py)
+def scene_seed(seed: int) -> int:
+    """Scene-generator seed of the training run ``seed`` (and ``+ 1`` for its vision stage);
+    evaluation uses seeds 999 and 2026, far from these."""
+    return 2 * seed
+
+
 SCENE_SIZE = 64  # scenes are drawn at 64 px; the processors resize them to the model's input
+
+
+def language_model_shape(tok) -> dict:
+    """Config arguments of every zoo model's language model: ``shapes-llava``'s shape (4 layers
+    x 192, 4 heads, tied embeddings), with the tokenizer's size and special ids. The other zoo
+    models start from ``shapes-llava``'s language model, so they must share this shape."""
+    return dict(
+        hidden_size=192,
+        intermediate_size=512,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        vocab_size=len(tok),
+        max_position_embeddings=256,
+        rms_norm_eps=1e-6,
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.eos_token_id,
+        bos_token_id=tok.bos_token_id,
+        tie_word_embeddings=True,
+    )
 
 
 def add_training_args(ap) -> None:
@@ -191,6 +216,12 @@ def add_training_args(ap) -> None:
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--eval-n", type=int, default=50)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="initialisation, training scenes and their order (0: the shipped zoo models)",
+    )
     ap.add_argument(
         "--continue-from",
         type=Path,
@@ -230,7 +261,9 @@ def make_logger(out):
     return log
 
 
-def pretrain_patches(encode, params: list, dim: int, grid: int, steps: int, batch: int, log) -> None:
+def pretrain_patches(
+    encode, params: list, dim: int, grid: int, steps: int, batch: int, log, seed: int = 0
+) -> None:
     """Pre-train a vision encoder to label every cell of a ``grid`` x ``grid`` partition of
     the scene with the colour+shape class of the object covering it (a supervised stand-in
     for CLIP pre-training: tiny encoders trained only through the language model learn
@@ -244,7 +277,7 @@ def pretrain_patches(encode, params: list, dim: int, grid: int, steps: int, batc
     head = torch.nn.Linear(dim, n_classes)
     params = list(params) + list(head.parameters())
     opt = torch.optim.AdamW(params, lr=2e-3, weight_decay=0.01)
-    rng = np.random.default_rng(2)
+    rng = np.random.default_rng(2 + 2 * seed)
     # Background cells dominate; weight object cells up so binding is learnt.
     weight = torch.ones(n_classes)
     weight[0] = 0.2
@@ -252,7 +285,7 @@ def pretrain_patches(encode, params: list, dim: int, grid: int, steps: int, batc
     for step in range(steps):
         for g in opt.param_groups:
             g["lr"] = cosine_lr(step, steps, 2e-3, 100)
-        samples = sample_stream(TRAIN_SEED + 1, step * batch, batch, SCENE_SIZE, rng)
+        samples = sample_stream(scene_seed(seed) + 1, step * batch, batch, SCENE_SIZE, rng)
         labels = torch.from_numpy(np.stack([patch_labels(s.objects, grid) for s in samples])).long()
         logits = head(encode(samples)).reshape(-1, n_classes)
         loss = torch.nn.functional.cross_entropy(logits, labels.reshape(-1), weight=weight)
@@ -298,14 +331,14 @@ def train_joint(model, processor, trainable: list, args, log, timer: Timer) -> N
     """The question/answer stage: loss on the answer tokens, AdamW with a cosine schedule,
     a checkpoint and quick accuracy every 1000 steps."""
     opt = torch.optim.AdamW(trainable, lr=args.lr, weight_decay=0.01)
-    rng = np.random.default_rng(3)
+    rng = np.random.default_rng(3 + 2 * args.seed)
     weights = parse_weights(args.weights)
     model.train()
     for step in range(args.steps):
         for g in opt.param_groups:
             g["lr"] = cosine_lr(step, args.steps, args.lr, 50 if args.continue_from else 200)
         samples = sample_stream(
-            TRAIN_SEED, args.data_offset + step * args.batch, args.batch, SCENE_SIZE, rng, weights
+            scene_seed(args.seed), args.data_offset + step * args.batch, args.batch, SCENE_SIZE, rng, weights
         )
         if args.uninformative:
             samples = [uninformative(s, rng) if rng.random() < args.uninformative else s for s in samples]
@@ -345,7 +378,7 @@ def finish(model, processor, args, log, timer: Timer, vision_seconds: float, **e
         "torch_threads": args.threads,
         "quick_accuracy": acc,
         "args": {k: str(v) for k, v in vars(args).items()},
-        "train_seed": TRAIN_SEED,
+        "train_seed": args.seed,
         **extra,
     }
     if args.continue_from:

@@ -38,13 +38,14 @@ from common import (  # noqa: E402
     add_training_args,
     build_tokenizer,
     finish,
+    language_model_shape,
     pretrain_patches,
     start_run,
     train_joint,
 )
 
 
-def build(size: int, patch: int, vocab: int, image_token_id: int, pad_id: int, eos_id: int, bos_id: int):
+def build(size: int, patch: int, tok):
     vision = CLIPVisionConfig(
         hidden_size=128,
         intermediate_size=512,
@@ -53,23 +54,11 @@ def build(size: int, patch: int, vocab: int, image_token_id: int, pad_id: int, e
         image_size=size,
         patch_size=patch,
     )
-    text = LlamaConfig(
-        hidden_size=192,
-        intermediate_size=512,
-        num_hidden_layers=4,
-        num_attention_heads=4,
-        num_key_value_heads=4,
-        vocab_size=vocab,
-        max_position_embeddings=256,
-        pad_token_id=pad_id,
-        eos_token_id=eos_id,
-        bos_token_id=bos_id,
-        tie_word_embeddings=True,
-    )
+    text = LlamaConfig(**language_model_shape(tok))
     config = LlavaConfig(
         vision_config=vision,
         text_config=text,
-        image_token_id=image_token_id,
+        image_token_id=tok.convert_tokens_to_ids("<image>"),
         vision_feature_layer=-1,
         vision_feature_select_strategy="default",
         image_seq_length=(size // patch) ** 2,
@@ -86,8 +75,7 @@ def main(argv: list[str] | None = None) -> None:
     args, log, timer = start_run(ap, argv)
 
     tok = build_tokenizer()
-    ids = {t: tok.convert_tokens_to_ids(t) for t in ("<image>", "<pad>", "</s>", "<s>")}
-    config = build(args.size, args.patch, len(tok), ids["<image>"], ids["<pad>"], ids["</s>"], ids["<s>"])
+    config = build(args.size, args.patch, tok)
     image_processor = CLIPImageProcessorPil(
         size={"shortest_edge": args.size}, crop_size={"height": args.size, "width": args.size}
     )
@@ -100,12 +88,12 @@ def main(argv: list[str] | None = None) -> None:
         num_additional_image_tokens=1,
     )
 
-    torch.manual_seed(0)
+    torch.manual_seed(args.seed)
     vision_seconds = 0.0
     if args.continue_from:
         model = LlavaForConditionalGeneration.from_pretrained(args.continue_from)
     else:
-        torch.manual_seed(1)
+        torch.manual_seed(args.seed + 1)
         tower = CLIPVisionModel(config.vision_config)
 
         def encode(samples):
@@ -115,7 +103,14 @@ def main(argv: list[str] | None = None) -> None:
         grid = args.size // args.patch
         hidden = config.vision_config.hidden_size
         pretrain_patches(
-            encode, list(tower.parameters()), hidden, grid, args.vision_steps, args.vision_batch, log
+            encode,
+            list(tower.parameters()),
+            hidden,
+            grid,
+            args.vision_steps,
+            args.vision_batch,
+            log,
+            args.seed,
         )
         vision_seconds = timer()
         model = LlavaForConditionalGeneration(config)
@@ -124,8 +119,8 @@ def main(argv: list[str] | None = None) -> None:
     # the language model learn. Training the tower jointly at this learning rate erased its
     # colour/shape features (measured: 46-54% colour/shape accuracy after 1000 steps).
     model.model.vision_tower.requires_grad_(False)
-    model.generation_config.eos_token_id = ids["</s>"]
-    model.generation_config.pad_token_id = ids["<pad>"]
+    model.generation_config.eos_token_id = tok.eos_token_id
+    model.generation_config.pad_token_id = tok.pad_token_id
     trainable = [p for p in model.parameters() if p.requires_grad]
     train_joint(model, processor, trainable, args, log, timer)
     finish(model, processor, args, log, timer, vision_seconds)

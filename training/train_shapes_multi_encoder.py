@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> None:
     image_processor = CLIPImageProcessorPil(
         size={"shortest_edge": CONV_SIZE}, crop_size={"height": CONV_SIZE, "width": CONV_SIZE}
     )
-    torch.manual_seed(0)
+    torch.manual_seed(args.seed)
     vision_seconds = 0.0
     if args.continue_from:
         model = MultiEncoderForConditionalGeneration.from_pretrained(args.continue_from)
@@ -104,6 +104,7 @@ def main(argv: list[str] | None = None) -> None:
             args.vision_steps,
             args.vision_batch,
             log,
+            args.seed,
         )
         vision_seconds = timer()
         copy_language_model(inner.language_model, args.init, log)

@@ -42,6 +42,7 @@ from common import (  # noqa: E402
     build_tokenizer,
     copy_language_model,
     finish,
+    language_model_shape,
     pretrain_patches,
     start_run,
     train_joint,
@@ -63,20 +64,7 @@ def build(tok) -> LlavaOnevisionConfig:
         patch_size=PATCH,
         vision_use_head=False,
     )
-    text = Qwen2Config(  # shapes-llava's language model shape
-        hidden_size=192,
-        intermediate_size=512,
-        num_hidden_layers=4,
-        num_attention_heads=4,
-        num_key_value_heads=4,
-        vocab_size=len(tok),
-        max_position_embeddings=256,
-        rms_norm_eps=1e-6,
-        pad_token_id=tok.pad_token_id,
-        eos_token_id=tok.eos_token_id,
-        bos_token_id=tok.bos_token_id,
-        tie_word_embeddings=True,
-    )
+    text = Qwen2Config(**language_model_shape(tok))
     return LlavaOnevisionConfig(
         vision_config=vision,
         text_config=text,
@@ -107,7 +95,7 @@ def main(argv: list[str] | None = None) -> None:
         chat_template=CHAT_TEMPLATE,
         vision_aspect_ratio="anyres_max_9",
     )
-    torch.manual_seed(0)
+    torch.manual_seed(args.seed)
     vision_seconds = 0.0
     if args.continue_from:
         model = LlavaOnevisionForConditionalGeneration.from_pretrained(args.continue_from)
@@ -127,7 +115,14 @@ def main(argv: list[str] | None = None) -> None:
 
         hidden = model.config.vision_config.hidden_size
         pretrain_patches(
-            encode, list(tower.parameters()), hidden, 2 * side, args.vision_steps, args.vision_batch, log
+            encode,
+            list(tower.parameters()),
+            hidden,
+            2 * side,
+            args.vision_steps,
+            args.vision_batch,
+            log,
+            args.seed,
         )
         vision_seconds = timer()
         copy_language_model(model.model.language_model, args.init_lm, log)

@@ -39,6 +39,7 @@ from common import (  # noqa: E402
     copy_language_model,
     extend_tokenizer,
     finish,
+    language_model_shape,
     pretrain_patches,
     start_run,
     train_joint,
@@ -95,19 +96,8 @@ def build(tok) -> Qwen2_5_VLConfig:
         window_size=32,  # 2 x 2 image tokens per attention window
         fullatt_block_indexes=[1, 3],
     )
-    text = dict(  # shapes-llava's language model shape
-        vocab_size=len(tok),
-        hidden_size=192,
-        intermediate_size=512,
-        num_hidden_layers=4,
-        num_attention_heads=4,
-        num_key_value_heads=4,
-        max_position_embeddings=256,
-        rms_norm_eps=1e-6,
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.pad_token_id,
-        tie_word_embeddings=True,
+    text = dict(
+        **language_model_shape(tok),
         rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [8, 8, 8]},
     )
     return Qwen2_5_VLConfig(vision_config=vision, text_config=text, tie_word_embeddings=True, **ids)
@@ -130,7 +120,7 @@ def main(argv: list[str] | None = None) -> None:
     processor = image_only(Qwen2_5_VLProcessor)(
         image_processor=image_processor, tokenizer=tok, chat_template=CHAT_TEMPLATE
     )
-    torch.manual_seed(0)
+    torch.manual_seed(args.seed)
     vision_seconds = 0.0
     if args.continue_from:
         model = Qwen2_5_VLForConditionalGeneration.from_pretrained(args.continue_from)
@@ -148,7 +138,7 @@ def main(argv: list[str] | None = None) -> None:
 
         grid = (MIN_PIXELS**0.5) // (PATCH * MERGE)
         params = list(visual.parameters())
-        pretrain_patches(encode, params, 192, int(grid), args.vision_steps, args.vision_batch, log)
+        pretrain_patches(encode, params, 192, int(grid), args.vision_steps, args.vision_batch, log, args.seed)
         vision_seconds = timer()
         copy_language_model(model.model.language_model, args.init_lm, log)
     model.generation_config.eos_token_id = tok.eos_token_id

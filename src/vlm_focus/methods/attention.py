@@ -6,7 +6,9 @@ One forward pass with eager attention; for each chosen layer the attention proba
 selected answer positions (``scorer.positions[selected]``, where the logits of the selected
 tokens are computed) are kept, and their columns at the image placeholder positions
 (``adapter.image_token_mask``) are averaged over those rows and over the layers. The result,
-one value per image token, is laid on the vision grid and mapped to pixels. No backward pass.
+one value per image token, is mapped to pixels by ``adapter.image_tokens_to_pixels`` (which
+knows how the connector packs crops, tiles, row ends and pixel-shuffled blocks into image
+tokens). No backward pass.
 
 Where we differ: LVLM-Interpret shows one answer token at a time, per layer and head; here
 the rows of all selected tokens (paper Eq. 7's set ``K``) are averaged, so it explains the
@@ -88,4 +90,4 @@ class RawAttention(Method):
                 f"attention: layers must be 'all' or a non-empty list of ints in [-{n}, {n - 1}], got {layers!r}"
             )
         values = image_attention(attentions, queries, image_mask, layers, o["heads"])
-        return to_heatmap(adapter, values, pixels, self.name)
+        return to_heatmap(adapter, values, pixels, self.name, tokens="image_tokens")

@@ -8,8 +8,11 @@ Eq. 7), as the paper applies Grad-CAM in Sec. 4.3 (last vision layer).
 Where we differ from the original / the paper:
 
 - a transformer layer's tokens play the role of the conv feature map's positions; the
-  class/register tokens are dropped (``adapter.patch_tokens``) and the rest reshaped to
-  ``adapter.vision_grid(pixels)``;
+  class/register tokens are dropped (``adapter.patch_tokens``) and the rest mapped onto the
+  image by ``adapter.patches_to_pixels``. Where the encoder sees several views of the image
+  (OneVision's crops and base image, Idefics3's crops and global image, InternVL's tiles and
+  thumbnail) the gradient is averaged over the tokens of all views, and each view's map is
+  put back on the part of the image it shows and the views are added;
 - ``layer`` picks any of ``adapter.vision_layers()`` (default -1, the last layer whose
   output reaches the language model: for LLaVA-1.5, which reads its image features from
   the second-to-last vision layer, that one). A layer that does not reach ``f`` raises

@@ -123,6 +123,8 @@ def hook_point(method: str, adapter: Any, name: str, *args: Any) -> Any:
         raise MethodError(
             f"{method} cannot be applied to {getattr(adapter, 'name', type(adapter).__name__)}: {e}"
         ) from e
+    except MethodError as e:
+        raise MethodError(f"{method}: {e}") from e
 
 
 def vision_layers(adapter: Any, method: str) -> list[torch.nn.Module]:
@@ -145,20 +147,23 @@ def attention_modules(layers: Sequence[torch.nn.Module]) -> list[torch.nn.Module
 
 
 def patch_values(adapter: Any, tokens: torch.Tensor, method: str) -> torch.Tensor:
-    """Per-token values ``[N]`` -> per-patch values ``[P]`` (class/register tokens dropped)."""
-    return hook_point(method, adapter, "patch_tokens", tokens[None, :, None])[0, :, 0]
+    """Per-token values ``[n_inputs, N]`` of one image's encoder inputs -> per-patch values
+    ``[P]`` (class/register tokens dropped, inputs in :meth:`Adapter.patch_tokens` order)."""
+    patches = hook_point(method, adapter, "patch_tokens", tokens[:, :, None])
+    if patches.shape[0] != 1:
+        raise MethodError(f"{method}: expected the patch tokens of one image, got {patches.shape[0]}")
+    return patches[0, :, 0]
 
 
-def to_heatmap(adapter: Any, patch_map: torch.Tensor, pixels: torch.Tensor, method: str) -> torch.Tensor:
-    """Patch values ``[P]`` (row-major over the vision grid) -> heatmap ``[H, W]`` in [0, 1]."""
-    rows, cols = hook_point(method, adapter, "vision_grid", pixels)
-    if patch_map.numel() != rows * cols:
-        raise MethodError(
-            f"{method}: {patch_map.numel()} patch values do not fill the {rows}x{cols} vision grid "
-            "(multi-crop or tiled encoders need an adapter that maps every crop to the image)"
-        )
-    grid = patch_map.detach().float().reshape(rows, cols)
-    heat = hook_point(method, adapter, "grid_to_pixels", grid, *pixels.shape[-2:])
+def to_heatmap(
+    adapter: Any, values: torch.Tensor, pixels: torch.Tensor, method: str, tokens: str = "patches"
+) -> torch.Tensor:
+    """Per-token values -> heatmap ``[H, W]`` in [0, 1]. ``tokens="patches"``: one value per
+    patch token of every view the encoder sees (:meth:`Adapter.patches_to_pixels`);
+    ``"image_tokens"``: one per image token of the language model's input
+    (:meth:`Adapter.image_tokens_to_pixels`)."""
+    name = "patches_to_pixels" if tokens == "patches" else "image_tokens_to_pixels"
+    heat = hook_point(method, adapter, name, values.detach().float(), pixels)
     if not torch.isfinite(heat).all():
         raise MethodError(f"{method}: the heatmap is not finite (the model's scores overflowed)")
     return normalize_map(heat).to(pixels.device)

@@ -9,6 +9,10 @@ For each vision self-attention layer ``l``, with attention probabilities ``A_l``
 
 and the heatmap is the class token's row of ``R`` over the patch tokens, on the vision grid.
 Gradients go to the image only (the language model runs; text relevance is not tracked).
+Encoders that run several inputs per image (OneVision's crops and base image, Idefics3's
+crops and global image, InternVL's tiles and thumbnail) get one rollout per input, each
+within its own attention; the inputs' relevances are put back on the image by
+``adapter.patches_to_pixels`` and added.
 
 Where we differ from the paper / Chefer:
 
@@ -58,8 +62,9 @@ def attention_modules_of(adapter, method: str) -> list[torch.nn.Module]:
 def weighted_attention(
     target: Target, images: torch.Tensor, modules: list[torch.nn.Module], method: str
 ) -> list[torch.Tensor | None]:
-    """``sum_b df/dA_l(images_b) * A_l(images_b)`` ``[heads, N, N]`` per layer for a batch
-    ``[B, 3, H, W]`` (None for a layer the score does not reach)."""
+    """``sum_b df/dA_l(images_b) * A_l(images_b)`` per layer for a batch ``[B, 3, H, W]``:
+    ``[n_inputs, heads, N, N]``, one per encoder input of an image (crops, tiles, the global
+    image: ``n_inputs`` is 1 for single-input encoders); None for a layer the score does not reach."""
     x = images.detach().clone().requires_grad_(True)
     with torch.enable_grad(), capture_outputs(modules, select=attention_weights) as outs:
         score = target.f(x).sum()
@@ -70,10 +75,9 @@ def weighted_attention(
                 f"{method}: a vision attention layer returned no attention weights (ran {len(calls)} times); "
                 "the model must support eager attention and run its encoder once per image"
             )
-        if calls[0].shape[0] != x.shape[0]:
+        if calls[0].shape[0] % x.shape[0]:
             raise MethodError(
-                f"{method}: the vision encoder ran on {calls[0].shape[0]} crops for {x.shape[0]} images; "
-                "attention rollout maps single-crop encoders only (use igos++ or gradcam here)"
+                f"{method}: the vision encoder ran on {calls[0].shape[0]} inputs for {x.shape[0]} images"
             )
         attns.append(calls[0])
     live = [a for a in attns if a.requires_grad]
@@ -83,7 +87,11 @@ def weighted_attention(
     out: list[torch.Tensor | None] = []
     for a in attns:
         g = next(grads) if a.requires_grad else None
-        out.append(None if g is None else (g.float() * a.detach().float()).sum(0))
+        if g is None:
+            out.append(None)
+            continue
+        cam = g.float() * a.detach().float()  # [B * n_inputs, heads, N, N]
+        out.append(cam.reshape(x.shape[0], -1, *cam.shape[1:]).sum(0))
     if all(o is None for o in out):
         raise MethodError(f"{method}: no vision attention layer reaches the answer score")
     return out
@@ -91,22 +99,25 @@ def weighted_attention(
 
 def rollout(cams: list[torch.Tensor | None]) -> torch.Tensor:
     """Chefer's rule: ``Abar = mean_heads(ReLU(cam))`` per layer, ``R = I; R += Abar @ R``,
-    input to output; ``cams[l]`` is ``df/dA_l * A_l`` ``[heads, N, N]`` (None: no gradient)."""
-    n = next(c for c in cams if c is not None).shape[-1]
-    r = torch.eye(n)
+    input to output, for each encoder input: ``cams[l]`` is ``df/dA_l * A_l``
+    ``[n_inputs, heads, N, N]`` (None: no gradient); returns ``R`` ``[n_inputs, N, N]``."""
+    first = next(c for c in cams if c is not None)
+    n, size = first.shape[0], first.shape[-1]
+    r = torch.eye(size).expand(n, size, size)
     for cam in cams:
         if cam is not None:
-            abar = torch.relu(cam.float().cpu()).mean(0)
+            abar = torch.relu(cam.float().cpu()).mean(1)
             r = r + abar @ r
     return r
 
 
 def token_relevance(r: torch.Tensor, n_patches: int, rows: str, adapter, method: str) -> torch.Tensor:
-    """Relevance ``[N]`` of every token. ``rows="cls"``: the class token's row (the mean row
-    when there is no class token); ``"patches"``: the mean of the patch tokens' rows."""
+    """Relevance ``[n_inputs, N]`` of every token of each encoder input. ``rows="cls"``: the
+    class token's row (the mean row when there is no class token); ``"patches"``: the mean of
+    the patch tokens' rows."""
     if rows == "patches":
-        return hook_point(method, adapter, "patch_tokens", r[None])[0].mean(0)
-    return r.mean(0) if r.shape[0] == n_patches else r[0]
+        return torch.stack([hook_point(method, adapter, "patch_tokens", ri[None])[0].mean(0) for ri in r])
+    return r.mean(1) if r.shape[1] == n_patches else r[:, 0]
 
 
 def relevance_heatmap(

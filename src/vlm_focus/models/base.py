@@ -20,8 +20,9 @@ from abc import ABC, abstractmethod
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
-from ..errors import InputError, ModelError
+from ..errors import InputError, MethodError, ModelError
 from ..images import tensor_to_pil
 
 
@@ -187,8 +188,25 @@ class Adapter(ABC):
 
     def grid_to_pixels(self, grid_map: torch.Tensor, height: int, width: int) -> torch.Tensor:
         """A map on the patch grid ``[rows, cols]`` -> ``[height, width]`` on the image,
-        undoing the processor's resize and crop (areas the model never sees get 0)."""
-        raise NotImplementedError(f"{type(self).__name__} cannot map grids to pixels")
+        undoing the processor's resize and crop (areas the model never sees get 0). By
+        default a plain resize: the model sees the whole image, resized."""
+        return resize_map(grid_map, height, width)
+
+    def patches_to_pixels(self, values: torch.Tensor, pixels: torch.Tensor) -> torch.Tensor:
+        """Per-patch values ``[P]``, in :meth:`patch_tokens` order -> ``[H, W]`` on ``pixels``.
+
+        By default one grid (:meth:`vision_grid`) mapped by :meth:`grid_to_pixels`. Adapters
+        whose encoder sees several views of the image (crops or tiles plus a global image)
+        map every view onto the part of the image it shows and add the views up."""
+        rows, cols = self.vision_grid(pixels)
+        check_count(values, rows * cols, f"the {rows}x{cols} vision grid")
+        return self.grid_to_pixels(values.reshape(rows, cols), *pixels.shape[-2:])
+
+    def image_tokens_to_pixels(self, values: torch.Tensor, pixels: torch.Tensor) -> torch.Tensor:
+        """Values ``[T]`` of the language model's image tokens, in prompt order -> ``[H, W]``.
+        By default the image tokens are the patch tokens (:meth:`patches_to_pixels`);
+        adapters whose connector merges or rearranges patches override this."""
+        return self.patches_to_pixels(values, pixels)
 
     def image_token_mask(self, input_ids: torch.Tensor) -> torch.Tensor:
         """Boolean mask of the image placeholder positions in ``input_ids``."""
@@ -196,6 +214,20 @@ class Adapter(ABC):
         if image_id is None:
             image_id = getattr(self.model.config, "image_token_index", None)
         return torch.as_tensor(input_ids == image_id)
+
+
+def resize_map(grid_map: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Bilinear resize of a 2-D map to ``[height, width]`` (pixel centres, no corner alignment)."""
+    up = F.interpolate(
+        grid_map[None, None].float(), size=(height, width), mode="bilinear", align_corners=False
+    )
+    return up[0, 0]
+
+
+def check_count(values: torch.Tensor, expected: int, what: str) -> None:
+    """:class:`MethodError` unless ``values`` holds exactly ``expected`` numbers (one per cell of ``what``)."""
+    if values.numel() != expected:
+        raise MethodError(f"{values.numel()} values do not fill {what} ({expected} cells)")
 
 
 class Scorer:

@@ -48,7 +48,6 @@ from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 import torch
-import torch.nn.functional as F
 
 from ..errors import InputError, ModelError
 from .base import Adapter, Scorer
@@ -210,10 +209,7 @@ class CustomAdapter(Adapter):
     def grid_to_pixels(self, grid_map: torch.Tensor, height: int, width: int) -> torch.Tensor:
         if self._grid_to_pixels_fn is not None:
             return self._grid_to_pixels_fn(grid_map, height, width)
-        up = F.interpolate(
-            grid_map[None, None].float(), size=(height, width), mode="bilinear", align_corners=False
-        )
-        return up[0, 0]
+        return super().grid_to_pixels(grid_map, height, width)
 
     def image_token_mask(self, input_ids: torch.Tensor) -> torch.Tensor:
         if self._image_token_id is None:

@@ -43,18 +43,19 @@ Where we differ from the Hugging Face processors:
 - SmolVLM's processor needs ``num2words`` (a transformers requirement): without it,
   ``load_processor`` raises :class:`ModelError`.
 
-Hook points: **the global image's patch grid only**, ``(S // patch,) * 2`` (the vision
-encoder's tokens before the pixel shuffle; no class token). The global image is the whole
-image squashed to ``S x S``, so :meth:`Idefics3Adapter.grid_to_pixels` is a resize back - of
-the part the patches cover (``S // patch * patch`` of ``S`` pixels: SmolVLM's 384-px frames
-with patch 14 leave the last 6 rows/columns unseen; they get 0).
-:meth:`Idefics3Adapter.patch_tokens` keeps the last frame of each image (the global one).
-For the internal-signal methods: Grad-CAM maps the global image's tokens; T-MM and IIA
-refuse when the image is split (the encoder runs ``rows * cols + 1`` frames per image; rollout
-over one of them would ignore the crops); raw attention refuses (the image tokens are every
-frame's pixel-shuffled tokens, which do not fit the global patch grid). The perturbation
-methods (``igos++``, ``occlusion``, ``rise``) see every crop through the differentiable
-preprocessing.
+Hook points: every frame's patch grid, ``(S // patch,) * 2`` each (the vision encoder's
+tokens before the pixel shuffle; no class token). :meth:`Idefics3Adapter.patch_tokens` keeps
+all frames of an image; :meth:`Idefics3Adapter.patches_to_pixels` resizes the global image's
+grid onto the image (it is the whole image squashed to ``S x S``), puts the crops' grids back
+side by side (the split image is the whole image resized), resizes that onto the image, and
+adds the two. Within a frame the patches cover its top-left ``S // patch * patch`` pixels
+(SmolVLM's 384-px frames with patch 14 leave the last 6 rows/columns unseen; they get 0).
+The language model's image tokens are each frame's ``k x k`` patch blocks (the pixel
+shuffle), mapped by :meth:`Idefics3Adapter.image_tokens_to_pixels`. So every internal-signal
+method maps every crop and the global image: Grad-CAM and raw attention directly, T-MM and
+IIA with one attention rollout per frame (the encoder attends within each). The perturbation
+methods (``igos++``,
+``occlusion``, ``rise``) see every crop through the differentiable preprocessing.
 
 Example::
 
@@ -67,11 +68,10 @@ import math
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from ..errors import ModelError
 from . import preprocess as P
-from .base import Adapter
+from .base import Adapter, check_count
 from .qwen2_vl import encode_answer_after_prompt, image_only
 from .registry import register_adapter
 
@@ -238,42 +238,89 @@ class Idefics3Adapter(Adapter):
             )
         return out
 
-    # ----- hook points (global image only) -------------------------------------------------
+    # ----- hook points (every crop and the global image) ------------------------------------
     def vision_layers(self) -> list[torch.nn.Module]:
         model: Any = self.model
         return list(model.model.vision_model.encoder.layers)
 
     def vision_grid(self, pixels: torch.Tensor) -> tuple[int, int]:
-        """The global image's patch grid, ``(S // patch, S // patch)``."""
+        """The patch grid of one frame (a crop or the global image), ``(S // patch, S // patch)``."""
         return self.side // self.patch, self.side // self.patch
 
     def patch_tokens(self, hidden: torch.Tensor) -> torch.Tensor:
-        """Vision-layer output ``[B * n_frames, N, D]`` -> the global images' patch tokens
-        ``[B, N, D]`` (the last frame of each image); a ``[1, N, D]`` input is taken as one
-        global image. ``n_frames`` is that of the last preprocessed image."""
-        n = self._n_frames or 1
-        if hidden.shape[0] > 1:
-            if hidden.shape[0] % n:
-                raise ModelError(
-                    f"{self.name}: {hidden.shape[0]} encoder inputs, not a multiple of {n} per image"
-                )
-            hidden = hidden[n - 1 :: n]
+        """Vision-layer output ``[B * n_frames, N, D]`` -> ``[B, n_frames * N, D]``: each image's
+        frames in the processor's order (crops row-major, then the global image), patches
+        row-major. ``n_frames`` is that of the last preprocessed image; a ``[1, N, D]`` input
+        is one frame."""
+        n = (self._n_frames or 1) if hidden.shape[0] > 1 else 1
+        if hidden.shape[0] % n:
+            raise ModelError(
+                f"{self.name}: {hidden.shape[0]} encoder inputs, not a multiple of {n} per image"
+            )
         rows, cols = self.vision_grid(hidden)
-        return hidden[:, hidden.shape[1] - rows * cols :]
+        x = hidden[:, hidden.shape[1] - rows * cols :]
+        return x.reshape(hidden.shape[0] // n, n * rows * cols, hidden.shape[-1])
 
     def grid_to_pixels(self, grid_map: torch.Tensor, height: int, width: int) -> torch.Tensor:
-        """The global image is the whole image squashed to ``S x S``; its patches cover the
-        top-left ``rows * patch`` pixels of it: a resize back onto that part, 0 beyond it."""
-        rows, cols = grid_map.shape
-        ys = (torch.arange(height, dtype=torch.float32) + 0.5) * self.side / height / (rows * self.patch)
-        xs = (torch.arange(width, dtype=torch.float32) + 0.5) * self.side / width / (cols * self.patch)
-        grid = torch.stack(torch.meshgrid(xs * 2 - 1, ys * 2 - 1, indexing="xy"), dim=-1)
-        up = F.grid_sample(
-            grid_map[None, None].float().cpu(),
-            grid[None],
-            mode="bilinear",
-            padding_mode="border",
-            align_corners=False,
-        )[0, 0]
-        seen = (ys <= 1)[:, None] & (xs <= 1)[None, :]
-        return (up * seen).to(grid_map.device)
+        """One frame's grid on the image it shows whole (the global image): a resize back."""
+        return self._frames_to_pixels(grid_map, 1, 1, height, width)
+
+    def _frames_to_pixels(
+        self, mosaic: torch.Tensor, nr: int, nc: int, height: int, width: int
+    ) -> torch.Tensor:
+        """``nr x nc`` frames' grids side by side ``[nr * rows, nc * cols]`` -> ``[height, width]``:
+        bilinear within each frame, never across frames (the frames tile the resized image)."""
+        rows, cols = mosaic.shape[0] // nr, mosaic.shape[1] // nc
+        ys = frame_weights(height, nr, self.side, rows, self.patch).to(mosaic.device)
+        xs = frame_weights(width, nc, self.side, cols, self.patch).to(mosaic.device)
+        return ys @ mosaic.float() @ xs.T
+
+    def patches_to_pixels(self, values: torch.Tensor, pixels: torch.Tensor) -> torch.Tensor:
+        """The global image's grid resized onto the image, plus the crops' grids put back side
+        by side (the split image, itself the whole image resized) and resized onto it."""
+        H, W = pixels.shape[-2:]
+        rows, cols = self.vision_grid(pixels)
+        _, _, nr, nc = self.layout(H, W)
+        per = rows * cols
+        check_count(
+            values, per * (nr * nc + 1), f"the {rows}x{cols} grids of {nr * nc} crops and the global image"
+        )
+        heat = self.grid_to_pixels(values[-per:].reshape(rows, cols), H, W)
+        if nr:
+            mosaic = (
+                values[:-per].reshape(nr, nc, rows, cols).permute(0, 2, 1, 3).reshape(nr * rows, nc * cols)
+            )
+            heat = heat + self._frames_to_pixels(mosaic, nr, nc, H, W)
+        return heat
+
+    def image_tokens_to_pixels(self, values: torch.Tensor, pixels: torch.Tensor) -> torch.Tensor:
+        """The language model's image tokens: per frame, the pixel shuffle's ``k x k`` patch
+        blocks row-major (``k`` = ``scale_factor``); each token's value goes to its patches."""
+        rows, cols = self.vision_grid(pixels)
+        k = int(self.model.config.scale_factor)
+        n = self.n_frames(*pixels.shape[-2:])
+        check_count(
+            values, n * (rows // k) * (cols // k), f"{n} frames of {rows // k}x{cols // k} image tokens"
+        )
+        blocks = values.reshape(n, rows // k, 1, cols // k, 1).expand(n, rows // k, k, cols // k, k)
+        return self.patches_to_pixels(blocks.reshape(-1), pixels)
+
+
+def frame_weights(pixels: int, frames: int, side: int, cells: int, patch: int) -> torch.Tensor:
+    """``[pixels, frames * cells]``: bilinear interpolation (pixel centres, edge values held)
+    along one axis of ``frames`` frames of ``side`` px laid end to end over ``pixels`` image
+    pixels, each frame's ``cells`` patches of ``patch`` px covering its first ``cells * patch``
+    px; pixels past that in a frame are never seen (a zero row)."""
+    pos = (torch.arange(pixels, dtype=torch.float64) + 0.5) * frames * side / pixels
+    frame = (pos // side).clamp(max=frames - 1)
+    inside = pos - frame * side
+    p = (inside / patch - 0.5).clamp(0, cells - 1)
+    lo = p.floor()
+    frac = p - lo
+    hi = (lo + 1).clamp(max=cells - 1)
+    seen = (inside <= cells * patch).double()
+    w = torch.zeros(pixels, frames * cells, dtype=torch.float64)
+    at = torch.arange(pixels)
+    w.index_put_((at, (frame * cells + lo).long()), (1 - frac) * seen, accumulate=True)
+    w.index_put_((at, (frame * cells + hi).long()), frac * seen, accumulate=True)
+    return w.float()

@@ -30,19 +30,17 @@ Where we differ from the Hugging Face processor:
 - ``load_processor`` builds the processor without its video processor when torchvision is
   missing (images only).
 
-Hook points: the vision layers are the InternViT encoder's; the vision grid is the **mosaic
-of the high-resolution tiles** on the language model's token grid, ``(rows * S / (patch * k),
-cols * S / (patch * k))`` with ``k = 1 / downsample_ratio`` (2): one cell per image token of a
-tile. :meth:`InternVLAdapter.patch_tokens` drops the class token, averages each ``k x k``
-window of patches (the units the pixel shuffle folds into one token) and stitches the tiles
-row-major; the thumbnail's tokens are left out. The tiles cover the whole image (resized, no
-crop, no padding), so :meth:`InternVLAdapter.grid_to_pixels` is a plain resize. For a
-single-tile image (one input, the whole image) every internal-signal method applies. For
-several tiles, T-MM and IIA refuse (the encoder runs ``n`` inputs per image and attention
-rollout maps one) and raw attention refuses (the image tokens of the tiles and the thumbnail
-do not fit the mosaic grid); Grad-CAM maps the tiles' tokens. The perturbation methods
-(``igos++``, ``occlusion``, ``rise``) see every tile and the thumbnail through the
-differentiable preprocessing.
+Hook points: the vision layers are the InternViT encoder's; the vision grid is one input's
+grid of image tokens, ``S / (patch * k)`` a side with ``k = 1 / downsample_ratio`` (2).
+:meth:`InternVLAdapter.patch_tokens` drops the class token and averages each ``k x k``
+window of patches (the units the pixel shuffle folds into one token), for every tile and the
+thumbnail, in the language model's image-token order; :meth:`InternVLAdapter.patches_to_pixels`
+stitches the tiles' grids row-major (the tiles cover the whole image, resized, no crop, no
+padding), resizes them onto the image and adds the thumbnail's grid resized likewise. So
+every internal-signal method maps every tile and the thumbnail: Grad-CAM and raw attention
+directly, T-MM and IIA with one attention rollout per encoder input (the encoder attends
+within each tile). The perturbation methods (``igos++``, ``occlusion``, ``rise``) see every
+tile and the thumbnail through the differentiable preprocessing.
 
 Example::
 
@@ -54,11 +52,10 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 import torch
-import torch.nn.functional as F
 
 from ..errors import ModelError
 from . import preprocess as P
-from .base import Adapter
+from .base import Adapter, check_count
 from .qwen2_vl import encode_answer_after_prompt, load_image_processor_only
 from .registry import register_adapter
 
@@ -232,46 +229,44 @@ class InternVLAdapter(Adapter):
         self._tiling = tiling
         return {"pixel_values": x}
 
-    # ----- hook points (the tiles' mosaic) ------------------------------------------------
+    # ----- hook points (every tile and the thumbnail) ----------------------------------------
     def vision_layers(self) -> list[torch.nn.Module]:
         model: Any = self.model
         return list(model.model.vision_tower.encoder.layer)
 
     def vision_grid(self, pixels: torch.Tensor) -> tuple[int, int]:
-        """The tiles' token grids side by side: ``(rows * S / (patch * k), cols * ...)``."""
-        tiling = self.tiling(*pixels.shape[-2:])
-        return tiling.rows * self.unit_grid[0], tiling.cols * self.unit_grid[1]
-
-    def _units(self, patches: torch.Tensor) -> torch.Tensor:
-        """``[M, gh * gw, D]`` patches of tiles -> ``[M, uh, uw, D]``: the mean of each
-        ``k x k`` window, the patches one image token is made of."""
-        (gh, gw), k = self.patch_grid, self.merge
-        x = patches.reshape(patches.shape[0], gh // k, k, gw // k, k, patches.shape[-1])
-        return x.mean((2, 4))
+        """One input's (a tile's or the thumbnail's) grid of image tokens, ``S / (patch * k)`` a side."""
+        return self.unit_grid
 
     def patch_tokens(self, hidden: torch.Tensor) -> torch.Tensor:
-        """Vision-layer output ``[B * n_inputs, 1 + gh * gw, D]`` -> the tiles' mosaic
-        ``[B, rows * cols, D]`` on the grid of :meth:`vision_grid` (class token dropped, the
-        ``k x k`` patches of each token averaged, thumbnail left out). The tiling is that of
-        the last preprocessed image (one input when none was preprocessed yet)."""
+        """Vision-layer output ``[B * n_inputs, 1 + gh * gw, D]`` -> ``[B, n_inputs * uh * uw, D]``,
+        the language model's image-token order: tiles row-major, then the thumbnail, each on
+        its token grid (class token dropped, the ``k x k`` patches the pixel shuffle folds into
+        one token averaged). The tiling is that of the last preprocessed image (one input when
+        none was preprocessed yet)."""
         tiling = self._tiling or Tiling(1, 1, False)
-        n, (gh, gw) = tiling.n_inputs, self.patch_grid
+        n, (gh, gw), k = tiling.n_inputs, self.patch_grid, self.merge
         if hidden.shape[0] % n:
             raise ModelError(
                 f"{self.name}: {hidden.shape[0]} encoder inputs, not a multiple of {n} per image"
             )
         if hidden.shape[1] < gh * gw:
             raise ModelError(f"{self.name}: {hidden.shape[1]} vision tokens per tile, expected {gh}x{gw}")
-        batch, dim = hidden.shape[0] // n, hidden.shape[-1]
-        x = hidden[:, hidden.shape[1] - gh * gw :].reshape(batch, n, gh * gw, dim)
-        units = self._units(x[:, : tiling.n_tiles].flatten(0, 1))  # [B * tiles, uh, uw, D]
-        uh, uw = self.unit_grid
-        mosaic = units.reshape(batch, tiling.rows, tiling.cols, uh, uw, dim).permute(0, 1, 3, 2, 4, 5)
-        return mosaic.reshape(batch, tiling.rows * uh * tiling.cols * uw, dim)
+        x = hidden[:, hidden.shape[1] - gh * gw :]
+        units = x.reshape(x.shape[0], gh // k, k, gw // k, k, x.shape[-1]).mean((2, 4))
+        return units.reshape(x.shape[0] // n, n * (gh // k) * (gw // k), x.shape[-1])
 
-    def grid_to_pixels(self, grid_map: torch.Tensor, height: int, width: int) -> torch.Tensor:
-        """The tiles are cut from the whole image resized (no crop, no padding): a plain resize back."""
-        up = F.interpolate(
-            grid_map[None, None].float(), size=(height, width), mode="bilinear", align_corners=False
-        )
-        return up[0, 0]
+    def patches_to_pixels(self, values: torch.Tensor, pixels: torch.Tensor) -> torch.Tensor:
+        """The tiles' grids stitched row-major (the tiles cut the whole image, resized, without
+        crop or padding) and the thumbnail's grid (the whole image), each resized onto the
+        image, added."""
+        H, W = pixels.shape[-2:]
+        tiling = self.tiling(H, W)
+        uh, uw = self.unit_grid
+        per = uh * uw
+        check_count(values, tiling.n_inputs * per, f"the {uh}x{uw} grids of {tiling.n_inputs} inputs")
+        tiles = values[: tiling.n_tiles * per].reshape(tiling.rows, tiling.cols, uh, uw).permute(0, 2, 1, 3)
+        heat = self.grid_to_pixels(tiles.reshape(tiling.rows * uh, tiling.cols * uw), H, W)
+        if tiling.thumbnail:
+            heat = heat + self.grid_to_pixels(values[-per:].reshape(uh, uw), H, W)
+        return heat

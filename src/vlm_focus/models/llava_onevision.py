@@ -23,15 +23,17 @@ Where we differ from the Hugging Face processors:
 - ``load_processor`` builds the OneVision processor without its video processor when
   torchvision is missing (images only).
 
-Hook points: **the base image's grid only**, ``(image_size / patch,) * 2``. The base image is
-the whole image squashed to ``S x S`` (no crop), so :meth:`grid_to_pixels` is a plain resize;
-:meth:`patch_tokens` keeps the base image's tokens (the first of each image's ``1 + n_crops``
-encoder inputs, class token dropped for CLIP towers) and ignores the high-resolution crops.
-For the internal-signal methods: Grad-CAM maps the base image's tokens; T-MM and IIA
-refuse (the encoder runs ``1 + n_crops`` inputs per image, and rollout over the base image
-alone would ignore the crops); raw attention refuses (the image tokens include the crops'
-tokens and row newlines, which do not fit the base grid). The perturbation methods
-(``igos++``, ``occlusion``, ``rise``) see every crop through the differentiable preprocessing.
+Hook points: every encoder input's patch grid, ``(image_size / patch,) * 2`` each.
+:meth:`patch_tokens` keeps all of an image's ``1 + n_crops`` inputs (class token dropped for
+CLIP towers); :meth:`patches_to_pixels` resizes the base image's grid onto the image (it is the
+whole image squashed to ``S x S``), stitches the crops' grids into the padded canvas they were
+cut from, drops the padding and resizes that onto the image, and adds the two. The language
+model's image tokens (base grid, then the crops' grid with padding rows/columns removed,
+shrunk by OneVision's ``anyres_max_N`` rule, a row-end token per row) are mapped the same way
+by :meth:`image_tokens_to_pixels`. So every internal-signal method maps every crop and the
+base image: Grad-CAM and raw attention directly, T-MM and IIA with one attention rollout per
+encoder input (the encoder attends within each crop). The perturbation methods (``igos++``, ``occlusion``, ``rise``) see every crop through the
+differentiable preprocessing.
 
 Example::
 
@@ -48,7 +50,7 @@ import torch.nn.functional as F
 
 from ..errors import ModelError
 from . import preprocess as P
-from .base import Adapter
+from .base import Adapter, check_count, resize_map
 from .qwen2_vl import encode_answer_after_prompt, load_image_processor_only
 from .registry import register_adapter
 
@@ -148,7 +150,7 @@ class LlavaOnevisionAdapter(Adapter):
         sizes = torch.tensor([[H, W]] * B, dtype=torch.long, device=pixels.device)
         return {"pixel_values": x, "image_sizes": sizes}
 
-    # ----- hook points (base image only) ---------------------------------------------------
+    # ----- hook points (base image and every crop) -------------------------------------------
     def _tower(self) -> Any:
         model: Any = self.model
         tower = model.model.vision_tower
@@ -158,26 +160,68 @@ class LlavaOnevisionAdapter(Adapter):
         return list(self._tower().encoder.layers)
 
     def vision_grid(self, pixels: torch.Tensor) -> tuple[int, int]:
+        """The patch grid of one encoder input (the base image or one crop)."""
         cfg = self.vision_config
         return cfg.image_size // cfg.patch_size, cfg.image_size // cfg.patch_size
 
     def patch_tokens(self, hidden: torch.Tensor) -> torch.Tensor:
-        """Vision-layer output ``[B * (1 + n_crops), N, D]`` -> the base images' patch tokens
-        ``[B, rows * cols, D]`` (class token dropped); a ``[1, N, D]`` input is taken as one
-        base image. ``n_crops`` is that of the last preprocessed image."""
+        """Vision-layer output ``[B * (1 + n_crops), N, D]`` -> ``[B, (1 + n_crops) * rows * cols, D]``:
+        each image's base image then crops, each row-major on its grid (class token dropped).
+        ``n_crops`` is that of the last preprocessed image; a ``[1, N, D]`` input is one input."""
         rows, cols = self.vision_grid(hidden)
-        n = self._n_inputs or 1
-        if hidden.shape[0] > 1:
-            if hidden.shape[0] % n:
-                raise ModelError(
-                    f"{self.name}: {hidden.shape[0]} encoder inputs, not a multiple of {n} per image"
-                )
-            hidden = hidden[::n]
-        return hidden[:, hidden.shape[1] - rows * cols :]
+        n = (self._n_inputs or 1) if hidden.shape[0] > 1 else 1
+        if hidden.shape[0] % n:
+            raise ModelError(
+                f"{self.name}: {hidden.shape[0]} encoder inputs, not a multiple of {n} per image"
+            )
+        x = hidden[:, hidden.shape[1] - rows * cols :]
+        return x.reshape(hidden.shape[0] // n, n * rows * cols, hidden.shape[-1])
 
-    def grid_to_pixels(self, grid_map: torch.Tensor, height: int, width: int) -> torch.Tensor:
-        """The base image is the whole image resized to ``S x S``: a plain resize back."""
-        up = F.interpolate(
-            grid_map[None, None].float(), size=(height, width), mode="bilinear", align_corners=False
+    def patches_to_pixels(self, values: torch.Tensor, pixels: torch.Tensor) -> torch.Tensor:
+        """The base image's grid resized onto the image, plus the crops' grids stitched into
+        the padded canvas they were cut from, its padding dropped, resized onto the image."""
+        H, W = pixels.shape[-2:]
+        rows, cols = self.vision_grid(pixels)
+        (bh, bw), (fh, fw), (top, left) = self.layout(H, W)
+        nr, nc = bh // self.crop, bw // self.crop
+        per = rows * cols
+        check_count(
+            values, per * (1 + nr * nc), f"the {rows}x{cols} grids of the base image and {nr * nc} crops"
         )
-        return up[0, 0]
+        base = self.grid_to_pixels(values[:per].reshape(rows, cols), H, W)
+        mosaic = values[per:].reshape(nr, nc, rows, cols).permute(0, 2, 1, 3).reshape(nr * rows, nc * cols)
+        canvas = resize_map(mosaic, bh, bw)[top : top + fh, left : left + fw]
+        return base + resize_map(canvas, H, W)
+
+    def image_tokens_to_pixels(self, values: torch.Tensor, pixels: torch.Tensor) -> torch.Tensor:
+        """The language model's image tokens, packed as the model packs them: the base image's
+        grid, then the crops' stitched grid with its padding rows/columns removed (to within a
+        patch of the image's own area), shrunk by OneVision's ``anyres_max_N`` rule when too
+        large, a row-end token after each row. Mapped: base grid and stitched grid (row ends
+        dropped) each resized onto the image, added."""
+        H, W = pixels.shape[-2:]
+        rows, cols = self.vision_grid(pixels)
+        (bh, bw), _, _ = self.layout(H, W)
+        uh, uw = unpadded_grid(bh // self.crop * rows, bw // self.crop * cols, H, W)
+        max_crops = getattr(self.model.config, "vision_aspect_ratio", None)
+        if max_crops:  # OneVision shrinks large grids to about anyres_max_N crops' worth
+            ratio = math.sqrt(uh * uw / (int(max_crops.removeprefix("anyres_max_")) * rows * rows))
+            if ratio > 1.1:
+                uh, uw = int(uh // ratio), int(uw // ratio)
+        per = rows * cols
+        check_count(
+            values, per + uh * (uw + 1), f"the base image's {rows}x{cols} grid and a {uh}x{uw} crop grid"
+        )
+        base = self.grid_to_pixels(values[:per].reshape(rows, cols), H, W)
+        crops = values[per:].reshape(uh, uw + 1)[:, :uw]
+        return base + resize_map(crops, H, W)
+
+
+def unpadded_grid(height: int, width: int, image_h: int, image_w: int) -> tuple[int, int]:
+    """Rows and columns of a ``height x width`` token grid of the padded canvas that the model
+    keeps for an ``image_h x image_w`` image (HF ``unpad_image``: equal padding cut from both ends)."""
+    if image_w / image_h > width / height:
+        pad = (height - int(round(image_h * (width / image_w), 7))) // 2
+        return height - 2 * pad, width
+    pad = (width - int(round(image_w * (height / image_h), 7))) // 2
+    return height, width - 2 * pad

@@ -40,7 +40,6 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from ..errors import InputError, ModelError
 from . import preprocess as P
@@ -223,10 +222,3 @@ class Qwen2VLAdapter(Adapter):
             raise ModelError(f"{self.name}: {x.shape[1]} vision tokens per image, expected {gh}x{gw} = {n}")
         x = x.reshape(x.shape[0], n // unit, unit, x.shape[-1]).mean(2)
         return x[:, self._unit_order(gh, gw, x.device)]
-
-    def grid_to_pixels(self, grid_map: torch.Tensor, height: int, width: int) -> torch.Tensor:
-        """The model sees the whole image (resized, never cropped): a plain resize back."""
-        up = F.interpolate(
-            grid_map[None, None].float(), size=(height, width), mode="bilinear", align_corners=False
-        )
-        return up[0, 0]
