@@ -225,7 +225,7 @@ def resize_map(grid_map: torch.Tensor, height: int, width: int) -> torch.Tensor:
 
 
 def check_count(values: torch.Tensor, expected: int, what: str) -> None:
-    """:class:`MethodError` unless ``values`` holds exactly ``expected`` numbers (one per cell of ``what``)."""
+    """:class:`MethodError` unless ``values`` holds ``expected`` numbers (one per cell of ``what``)."""
     if values.numel() != expected:
         raise MethodError(f"{values.numel()} values do not fill {what} ({expected} cells)")
 

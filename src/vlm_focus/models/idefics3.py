@@ -54,8 +54,8 @@ The language model's image tokens are each frame's ``k x k`` patch blocks (the p
 shuffle), mapped by :meth:`Idefics3Adapter.image_tokens_to_pixels`. So every internal-signal
 method maps every crop and the global image: Grad-CAM and raw attention directly, T-MM and
 IIA with one attention rollout per frame (the encoder attends within each). The perturbation
-methods (``igos++``,
-``occlusion``, ``rise``) see every crop through the differentiable preprocessing.
+methods (``igos++``, ``occlusion``, ``rise``) see every crop through the differentiable
+preprocessing.
 
 Example::
 

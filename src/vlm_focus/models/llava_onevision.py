@@ -32,8 +32,8 @@ model's image tokens (base grid, then the crops' grid with padding rows/columns 
 shrunk by OneVision's ``anyres_max_N`` rule, a row-end token per row) are mapped the same way
 by :meth:`image_tokens_to_pixels`. So every internal-signal method maps every crop and the
 base image: Grad-CAM and raw attention directly, T-MM and IIA with one attention rollout per
-encoder input (the encoder attends within each crop). The perturbation methods (``igos++``, ``occlusion``, ``rise``) see every crop through the
-differentiable preprocessing.
+encoder input (the encoder attends within each crop). The perturbation methods
+(``igos++``, ``occlusion``, ``rise``) see every crop through the differentiable preprocessing.
 
 Example::
 
