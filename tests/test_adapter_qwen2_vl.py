@@ -90,3 +90,28 @@ def test_given_answer_tokenizes_as_after_the_prompt(qwen):
         joiner = "" if prompt[-1].isspace() else " "
         tail = tok(prompt + joiner + "red circle", add_special_tokens=False)["input_ids"][n:]
         assert adapter.encode_answer(" red circle ").tolist() == tail
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_recorded_attention_sees_every_window_and_changes_nothing(qwen, variant):
+    """T-MM reads Qwen's vision attention through a recording eager attention: the scores are
+    those of the model's own attention, and each block records one probability matrix per
+    attention window (Qwen2.5-VL's window blocks) or per image (full-attention blocks)."""
+    from vlm_focus.methods.hooks import attention_modules, eager_attention, recorded_attention
+
+    adapter = qwen[variant]
+    pixels = torch.rand(2, 3, 64, 80, generator=torch.Generator().manual_seed(0))
+    scorer = adapter.scorer(pixels[0], "What is it?", adapter.encode_answer("red"))
+    modules = attention_modules(adapter.vision_layers())
+    with torch.no_grad(), eager_attention(adapter.model):
+        plain = scorer(pixels)
+        with recorded_attention(modules) as records:
+            recorded = scorer(pixels)
+    assert torch.allclose(plain, recorded, atol=1e-5)
+    gh, gw = adapter.patch_grid(64, 80)
+    for i, windows in enumerate(records):
+        assert sum(w.shape[-1] for w in windows) == 2 * gh * gw  # every token of both images, once
+        assert all(torch.allclose(w.sum(-1), torch.ones(1)) for w in windows)
+        full = variant != "qwen2_5_vl" or i in adapter.model.config.vision_config.fullatt_block_indexes
+        assert len(windows) == 2 if full else len(windows) > 2
+    assert not any(hasattr(m, "_vlm_focus_record") for m in modules)

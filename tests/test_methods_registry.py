@@ -51,9 +51,9 @@ def make_case(adapter, scene):
     return Target(scorer, list(range(len(answer))), adapter), pixels, make_baseline("blur", pixels)
 
 
-# Pairs where the method cannot apply and must refuse with a MethodError: Qwen's vision
-# attention returns no attention weights.
-UNSUPPORTED = {("tmm", "qwen2_vl"), ("iia", "qwen2_vl")}
+# Pairs where the method cannot apply and must refuse with a MethodError (none today: the
+# set stays for adapters whose models cannot expose what a method reads).
+UNSUPPORTED: set[tuple[str, str]] = set()
 
 
 @pytest.mark.parametrize("family", list_adapters())

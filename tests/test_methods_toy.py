@@ -11,7 +11,7 @@ from vlm_focus.errors import InputError, MethodError
 from vlm_focus.methods import Target, get_method
 from vlm_focus.methods.base import normalize_map
 from vlm_focus.methods.gradcam import gradcam_patches
-from vlm_focus.methods.tmm import rollout
+from vlm_focus.methods.tmm import rollout, window_cam
 from vlm_focus.models.base import Adapter
 
 
@@ -171,6 +171,16 @@ def test_rollout_hand_value():
     two = rollout([torch.cat([c1, c2.expand(1, 2, 2, 2)]), torch.cat([c2[:, :1].expand(1, 2, 2, 2), c1])])
     assert torch.allclose(two[0], expected)
     assert torch.allclose(two[1], torch.tensor([[1.2, 0.6], [0.2, 1.5]]))
+
+
+def test_window_cam_puts_windows_on_the_diagonal_and_sums_images():
+    # Two images of 3 tokens each, windows of 2 + 1 tokens per image, one head.
+    windows = [torch.ones(1, 1, 2, 2), torch.ones(1, 1, 1, 1), torch.ones(1, 1, 2, 2), torch.ones(1, 1, 1, 1)]
+    cams = [torch.full((1, 1, 2, 2), 1.0), None, torch.full((1, 1, 2, 2), 2.0), torch.full((1, 1, 1, 1), 5.0)]
+    expected = torch.tensor([[3.0, 3.0, 0.0], [3.0, 3.0, 0.0], [0.0, 0.0, 5.0]])
+    assert torch.equal(window_cam(windows, cams, 2, "tmm"), expected[None, None])
+    with pytest.raises(MethodError, match="window"):
+        window_cam(windows, cams, 4, "tmm")
 
 
 def test_tmm_matches_an_independent_autograd_path():

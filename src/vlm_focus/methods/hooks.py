@@ -108,6 +108,60 @@ def eager_attention(model: Any) -> Iterator[None]:
             cfg._attn_implementation_internal = value
 
 
+RECORDING = "vlm_focus_recording"  # the attention implementation recorded_attention installs
+
+
+def recording_eager_attention(
+    module: torch.nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float | None = None,
+    dropout: float = 0.0,
+    **kwargs: Any,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eager attention, ``softmax(q k^T * scaling + mask) v`` (``[B, heads, L, d]`` inputs,
+    output ``[B, L, heads, d]`` as Hugging Face's attention functions), that also appends its
+    probabilities to the module's record while :func:`recorded_attention` is active."""
+    groups = int(getattr(module, "num_key_value_groups", 1))
+    key, value = key.repeat_interleave(groups, 1), value.repeat_interleave(groups, 1)
+    scores = query @ key.transpose(2, 3) * (scaling if scaling is not None else query.shape[-1] ** -0.5)
+    if attention_mask is not None:
+        scores = scores + attention_mask[..., : key.shape[-2]]
+    weights = scores.softmax(-1, dtype=torch.float32).to(query.dtype)
+    record = getattr(module, "_vlm_focus_record", None)
+    if record is not None:
+        record.append(weights)
+    return (weights @ value).transpose(1, 2).contiguous(), weights
+
+
+@contextmanager
+def recorded_attention(modules: Sequence[torch.nn.Module]) -> Iterator[list[list[torch.Tensor]]]:
+    """Run the block with :func:`recording_eager_attention` in the given attention modules (the
+    ones that read their implementation from ``module.config``): ``records[i]`` lists the
+    attention probabilities of every call ``modules[i]`` made to its attention function - one
+    per attention window for encoders that attend within windows and discard the weights
+    (Qwen2-VL's family). Configs and modules are restored when the block exits."""
+    from transformers import AttentionInterface
+
+    AttentionInterface.register(RECORDING, recording_eager_attention)
+    records: list[list[torch.Tensor]] = [[] for _ in modules]
+    configs = {id(c): c for m in modules if (c := getattr(m, "config", None)) is not None}
+    saved = [(c, getattr(c, "_attn_implementation_internal", None)) for c in configs.values()]
+    try:
+        for m, record in zip(modules, records):
+            m._vlm_focus_record = record  # type: ignore[assignment]
+        for c, _ in saved:
+            c._attn_implementation_internal = RECORDING
+        yield records
+    finally:
+        for c, value in saved:
+            c._attn_implementation_internal = value
+        for m in modules:
+            m.__dict__.pop("_vlm_focus_record", None)
+
+
 # ----- adapter hook points, with MethodError where a model lacks one --------------------
 def require_adapter(target: Target, method: str) -> Any:
     if target.adapter is None:

@@ -24,7 +24,11 @@ Where we differ from the paper / Chefer:
   the class row only sees relevance that reaches it through earlier layers;
 - layers after the one the model reads its features from get no gradient: ``Abar = 0``;
 - attention weights exist only under eager attention: the model is switched to eager for
-  the call and restored afterwards (also on error).
+  the call and restored afterwards (also on error). Vision attention modules that discard
+  their weights (Qwen2-VL's family, which attends within windows) run a recording eager
+  attention function instead, and their per-window weights form a block-diagonal ``A_l``;
+- an encoder without a class token can declare it (``adapter.class_token = False``) where
+  the token count cannot tell (Qwen's patches are merged after the encoder).
 
 Example::
 
@@ -44,6 +48,7 @@ from .hooks import (
     eager_attention,
     hook_point,
     patch_values,
+    recorded_attention,
     require_adapter,
     to_heatmap,
     vision_layers,
@@ -64,37 +69,64 @@ def weighted_attention(
 ) -> list[torch.Tensor | None]:
     """``sum_b df/dA_l(images_b) * A_l(images_b)`` per layer for a batch ``[B, 3, H, W]``:
     ``[n_inputs, heads, N, N]``, one per encoder input of an image (crops, tiles, the global
-    image: ``n_inputs`` is 1 for single-input encoders); None for a layer the score does not reach."""
+    image: ``n_inputs`` is 1 for single-input encoders); None for a layer the score does not
+    reach. ``A_l`` is the attention module's returned weights, or, for modules that attend
+    within windows and return none (Qwen2-VL's family), the recorded per-window weights
+    placed on the block diagonal (attention outside a window is 0)."""
     x = images.detach().clone().requires_grad_(True)
-    with torch.enable_grad(), capture_outputs(modules, select=attention_weights) as outs:
+    with (
+        torch.enable_grad(),
+        capture_outputs(modules, select=attention_weights) as outs,
+        recorded_attention(modules) as records,
+    ):
         score = target.f(x).sum()
-    attns = []
-    for calls in outs:
-        if len(calls) != 1 or calls[0] is None:
+    layers: list[list[torch.Tensor]] = []  # per layer: the full weights, or the windows' weights
+    for calls, windows in zip(outs, records):
+        if len(calls) != 1 or (calls[0] is None and not windows):
             raise MethodError(
                 f"{method}: a vision attention layer returned no attention weights (ran {len(calls)} times); "
                 "the model must support eager attention and run its encoder once per image"
             )
-        if calls[0].shape[0] % x.shape[0]:
-            raise MethodError(
-                f"{method}: the vision encoder ran on {calls[0].shape[0]} inputs for {x.shape[0]} images"
-            )
-        attns.append(calls[0])
-    live = [a for a in attns if a.requires_grad]
+        layers.append([calls[0]] if calls[0] is not None else windows)
+    live = [a for pieces in layers for a in pieces if a.requires_grad]
     if not live:
         raise MethodError(f"{method}: the attention weights do not depend on the image")
-    grads = iter(torch.autograd.grad(score, live, allow_unused=True))
+    grads = dict(zip(map(id, live), torch.autograd.grad(score, live, allow_unused=True)))
     out: list[torch.Tensor | None] = []
-    for a in attns:
-        g = next(grads) if a.requires_grad else None
-        if g is None:
+    for pieces in layers:
+        cams = [
+            None if grads.get(id(a)) is None else grads[id(a)].float() * a.detach().float() for a in pieces
+        ]
+        if all(c is None for c in cams):
             out.append(None)
-            continue
-        cam = g.float() * a.detach().float()  # [B * n_inputs, heads, N, N]
-        out.append(cam.reshape(x.shape[0], -1, *cam.shape[1:]).sum(0))
+        elif len(pieces) == 1:  # [B * n_inputs, heads, N, N]
+            cam = cams[0]
+            assert cam is not None
+            out.append(cam.reshape(x.shape[0], -1, *cam.shape[1:]).sum(0))
+        else:
+            out.append(window_cam(pieces, cams, x.shape[0], method))
     if all(o is None for o in out):
         raise MethodError(f"{method}: no vision attention layer reaches the answer score")
     return out
+
+
+def window_cam(
+    windows: list[torch.Tensor], cams: list[torch.Tensor | None], batch: int, method: str
+) -> torch.Tensor:
+    """Per-window ``[1, heads, n, n]`` products over the whole batch's token sequence (images
+    one after another, windows in order) -> ``[1, heads, N, N]`` summed over the images."""
+    sizes = [w.shape[-1] for w in windows]
+    total, heads = sum(sizes), windows[0].shape[1]
+    if total % batch:
+        raise MethodError(f"{method}: {total} attention-window tokens for {batch} images")
+    n = total // batch
+    full = torch.zeros(heads, total, total)
+    start = 0
+    for size, cam in zip(sizes, cams):
+        if cam is not None:
+            full[:, start : start + size, start : start + size] = cam[0].cpu()
+        start += size
+    return torch.stack([full[:, b * n : (b + 1) * n, b * n : (b + 1) * n] for b in range(batch)]).sum(0)[None]
 
 
 def rollout(cams: list[torch.Tensor | None]) -> torch.Tensor:
@@ -117,7 +149,10 @@ def token_relevance(r: torch.Tensor, n_patches: int, rows: str, adapter, method:
     the patch tokens' rows."""
     if rows == "patches":
         return torch.stack([hook_point(method, adapter, "patch_tokens", ri[None])[0].mean(0) for ri in r])
-    return r.mean(1) if r.shape[1] == n_patches else r[:, 0]
+    has_class_token = getattr(adapter, "class_token", None)
+    if has_class_token is None:  # not declared: a class token is a token beyond the patches
+        has_class_token = r.shape[1] != n_patches
+    return r[:, 0] if has_class_token else r.mean(1)
 
 
 def relevance_heatmap(

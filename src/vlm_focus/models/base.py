@@ -173,6 +173,10 @@ class Adapter(ABC):
         return tuple(out.attentions or ())
 
     # ----- hook points for internal-signal methods (Grad-CAM, T-MM, IIA, attention) ------
+    #: Whether the vision encoder's tokens start with a class token (None: T-MM infers it
+    #: from the token count, a token beyond the patch grid being one).
+    class_token: bool | None = None
+
     def vision_layers(self) -> list[torch.nn.Module]:
         """The vision encoder's transformer/conv blocks, input to output."""
         raise NotImplementedError(f"{type(self).__name__} exposes no vision layers")

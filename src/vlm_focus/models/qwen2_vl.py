@@ -21,14 +21,18 @@ Where we differ from the Hugging Face processor:
 - ``load_processor`` builds the processor without its video processor when torchvision is
   missing (transformers 5.x cannot build Qwen video processors without it; images only).
 
-Hook points (Grad-CAM, raw attention): the vision grid is the *merged* token grid
+Hook points (Grad-CAM, T-MM, IIA, raw attention): the vision grid is the *merged* token grid
 ``(grid_h / merge, grid_w / merge)`` - the units the language model sees, one image token
 each. The vision blocks run on a flat ``[B * N, D]`` sequence in merge-window order (and, in
 Qwen2.5-VL, permuted into attention windows); :meth:`Qwen2VLAdapter.patch_tokens` undoes the
 window permutation and averages the ``merge x merge`` patches of each unit, giving row-major
 ``[B, rows * cols, D]``. The blocks' outputs have no batch axis (``[B * N, D]``): a method
 must map them with ``patch_tokens`` before checking for one image. The vision attention
-modules return no attention weights, so T-MM and IIA raise :class:`MethodError` here.
+modules discard their attention weights; for T-MM and IIA the attention function is swapped
+for a recording eager one (``methods.hooks.recorded_attention``), whose per-window
+probabilities (Qwen2.5-VL's window blocks, whole images in the full-attention blocks) are
+placed on the block diagonal of the sequence's ``N x N`` attention. There is no class token:
+T-MM's ``rows="cls"`` reads the mean row.
 
 Example::
 
@@ -184,6 +188,8 @@ class Qwen2VLAdapter(Adapter):
         return {"mm_token_type_ids": self.image_token_mask(input_ids).to(torch.int)}
 
     # ----- hook points ---------------------------------------------------------------------
+    class_token = False  # patch tokens only (merged into units after the encoder)
+
     def vision_layers(self) -> list[torch.nn.Module]:
         model: Any = self.model
         return list(model.model.visual.blocks)
