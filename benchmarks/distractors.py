@@ -34,6 +34,7 @@ import vlm_focus
 from vlm_focus.baselines import make_baseline
 from vlm_focus.data.shapes import make_sample
 from vlm_focus.images import to_tensor
+from vlm_focus.methods.compose import phi
 
 SEED = 2026
 
@@ -64,11 +65,11 @@ def probe(lens, sample) -> dict | None:
     target, others = object_masks(sample, tuple(pixels.shape[-2:]))
     every_other = torch.clamp(sum(others), max=1.0)
 
-    def delete(m):
-        return pixels * (1 - m) + base * m
+    def delete(m):  # the object becomes baseline
+        return phi(pixels, base, 1 - m)
 
-    def show(m):
-        return base * (1 - m) + pixels * m
+    def show(m):  # only the object is the image
+        return phi(pixels, base, m)
 
     images = [pixels, delete(target), delete(every_other), show(target)]
     images += [delete(m) for m in others] + [show(m) for m in others]
