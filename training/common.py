@@ -261,18 +261,18 @@ def make_logger(out):
     return log
 
 
-def pretrain_patches(
-    encode, params: list, dim: int, grid: int, steps: int, batch: int, log, seed: int = 0
-) -> None:
+def pretrain_patches(encode, params: list, dim: int, grid: int, args, log) -> None:
     """Pre-train a vision encoder to label every cell of a ``grid`` x ``grid`` partition of
     the scene with the colour+shape class of the object covering it (a supervised stand-in
     for CLIP pre-training: tiny encoders trained only through the language model learn
     colour quickly but not shape binding).
 
     ``encode(samples) -> [B, grid * grid, dim]`` features, row-major; ``params`` are trained
-    with a linear classification head that is thrown away afterwards."""
+    with a linear classification head that is thrown away afterwards, for
+    ``args.vision_steps`` steps of ``args.vision_batch`` scenes of run ``args.seed``."""
     from vlm_focus.data.shapes import COLORS, SHAPES, patch_labels
 
+    steps, batch, seed = args.vision_steps, args.vision_batch, args.seed
     n_classes = 1 + len(COLORS) * len(SHAPES)
     head = torch.nn.Linear(dim, n_classes)
     params = list(params) + list(head.parameters())
@@ -358,6 +358,17 @@ def train_joint(model, processor, trainable: list, args, log, timer: Timer) -> N
         if args.stop_after is not None and step >= args.stop_after:
             log(f"stopped after step {step} of the {args.steps}-step schedule")
             break
+
+
+def train_and_finish(model, processor, args, log, timer: Timer, vision_seconds: float, **extra) -> None:
+    """The joint stage on every parameter that still requires a gradient (the scripts freeze
+    their vision side first), then :func:`finish`; the generation config gets the
+    tokenizer's end and padding ids."""
+    tok = processor.tokenizer
+    model.generation_config.eos_token_id = tok.eos_token_id
+    model.generation_config.pad_token_id = tok.pad_token_id
+    train_joint(model, processor, [p for p in model.parameters() if p.requires_grad], args, log, timer)
+    finish(model, processor, args, log, timer, vision_seconds, **extra)
 
 
 def finish(model, processor, args, log, timer: Timer, vision_seconds: float, **extra) -> None:

@@ -37,11 +37,10 @@ from common import (  # noqa: E402
     CHAT_TEMPLATE,
     add_training_args,
     build_tokenizer,
-    finish,
     language_model_shape,
     pretrain_patches,
     start_run,
-    train_joint,
+    train_and_finish,
 )
 
 
@@ -107,10 +106,8 @@ def main(argv: list[str] | None = None) -> None:
             list(tower.parameters()),
             hidden,
             grid,
-            args.vision_steps,
-            args.vision_batch,
+            args,
             log,
-            args.seed,
         )
         vision_seconds = timer()
         model = LlavaForConditionalGeneration(config)
@@ -119,11 +116,7 @@ def main(argv: list[str] | None = None) -> None:
     # the language model learn. Training the tower jointly at this learning rate erased its
     # colour/shape features (measured: 46-54% colour/shape accuracy after 1000 steps).
     model.model.vision_tower.requires_grad_(False)
-    model.generation_config.eos_token_id = tok.eos_token_id
-    model.generation_config.pad_token_id = tok.pad_token_id
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    train_joint(model, processor, trainable, args, log, timer)
-    finish(model, processor, args, log, timer, vision_seconds)
+    train_and_finish(model, processor, args, log, timer, vision_seconds)
 
 
 if __name__ == "__main__":

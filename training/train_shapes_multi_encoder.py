@@ -31,10 +31,9 @@ from common import (  # noqa: E402
     add_training_args,
     build_tokenizer,
     copy_language_model,
-    finish,
     pretrain_patches,
     start_run,
-    train_joint,
+    train_and_finish,
 )
 from vlm_focus.architectures.multi_encoder import (  # noqa: E402
     MultiEncoderConfig,
@@ -101,10 +100,8 @@ def main(argv: list[str] | None = None) -> None:
             params,
             model.config.conv_config.hidden_sizes[-1],
             grid,
-            args.vision_steps,
-            args.vision_batch,
+            args,
             log,
-            args.seed,
         )
         vision_seconds = timer()
         copy_language_model(inner.language_model, args.init, log)
@@ -114,13 +111,9 @@ def main(argv: list[str] | None = None) -> None:
         image_seq_length=model.config.image_seq_length,
         chat_template=CHAT_TEMPLATE,
     )
-    model.generation_config.eos_token_id = tok.eos_token_id
-    model.generation_config.pad_token_id = tok.pad_token_id
     model.model.vit.requires_grad_(False)
     model.model.convnext.requires_grad_(False)
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    train_joint(model, processor, trainable, args, log, timer)
-    finish(model, processor, args, log, timer, vision_seconds, init=str(args.init.name))
+    train_and_finish(model, processor, args, log, timer, vision_seconds, init=str(args.init.name))
 
 
 if __name__ == "__main__":

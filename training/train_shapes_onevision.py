@@ -41,11 +41,10 @@ from common import (  # noqa: E402
     add_training_args,
     build_tokenizer,
     copy_language_model,
-    finish,
     language_model_shape,
     pretrain_patches,
     start_run,
-    train_joint,
+    train_and_finish,
 )
 from vlm_focus.models.qwen2_vl import image_only  # noqa: E402
 from vlm_focus.models.registry import ZOO  # noqa: E402
@@ -119,19 +118,15 @@ def main(argv: list[str] | None = None) -> None:
             list(tower.parameters()),
             hidden,
             2 * side,
-            args.vision_steps,
-            args.vision_batch,
+            args,
             log,
-            args.seed,
         )
         vision_seconds = timer()
         copy_language_model(model.model.language_model, args.init_lm, log)
-    model.generation_config.eos_token_id = tok.eos_token_id
-    model.generation_config.pad_token_id = tok.pad_token_id
     model.model.vision_tower.requires_grad_(False)
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    train_joint(model, processor, trainable, args, log, timer)
-    finish(model, processor, args, log, timer, vision_seconds, init_language_model=str(args.init_lm.name))
+    train_and_finish(
+        model, processor, args, log, timer, vision_seconds, init_language_model=str(args.init_lm.name)
+    )
 
 
 if __name__ == "__main__":

@@ -38,11 +38,10 @@ from common import (  # noqa: E402
     add_training_args,
     copy_language_model,
     extend_tokenizer,
-    finish,
     language_model_shape,
     pretrain_patches,
     start_run,
-    train_joint,
+    train_and_finish,
 )
 from vlm_focus.models.qwen2_vl import image_only  # noqa: E402
 from vlm_focus.models.registry import ZOO  # noqa: E402
@@ -138,17 +137,15 @@ def main(argv: list[str] | None = None) -> None:
 
         grid = (MIN_PIXELS**0.5) // (PATCH * MERGE)
         params = list(visual.parameters())
-        pretrain_patches(encode, params, 192, int(grid), args.vision_steps, args.vision_batch, log, args.seed)
+        pretrain_patches(encode, params, 192, int(grid), args, log)
         vision_seconds = timer()
         copy_language_model(model.model.language_model, args.init_lm, log)
-    model.generation_config.eos_token_id = tok.eos_token_id
-    model.generation_config.pad_token_id = tok.pad_token_id
     # The vision blocks stay frozen (as the tower of shapes-llava); the merger is the projector.
     model.model.visual.requires_grad_(False)
     model.model.visual.merger.requires_grad_(True)
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    train_joint(model, processor, trainable, args, log, timer)
-    finish(model, processor, args, log, timer, vision_seconds, init_language_model=str(args.init_lm.name))
+    train_and_finish(
+        model, processor, args, log, timer, vision_seconds, init_language_model=str(args.init_lm.name)
+    )
 
 
 if __name__ == "__main__":
