@@ -119,6 +119,18 @@ def test_token_maps_fit_the_model(tiny, family, scene):
             adapter.image_tokens_to_pixels(torch.ones(n + 1), pixels)
 
 
+@pytest.mark.parametrize("family", VARIANTS)
+def test_given_answer_tokenizes_as_after_the_prompt(tiny, family):
+    """A given answer gets the token ids it has when the tokenizer reads it after the prompt."""
+    adapter = tiny(family)[1]
+    prompt = adapter.prompt("What color is the circle?")
+    tok = adapter.tokenizer
+    n = len(tok(prompt, add_special_tokens=False)["input_ids"])
+    joiner = "" if prompt[-1].isspace() else " "
+    tail = tok(prompt + joiner + "red circle", add_special_tokens=False)["input_ids"][n:]
+    assert adapter.encode_answer(" red circle ").tolist() == tail
+
+
 def test_empty_question(tiny_adapter):
     with pytest.raises(InputError, match="empty"):
         tiny_adapter.prompt("   ")

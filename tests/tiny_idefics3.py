@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 import torch
-from tiny_models import TINY_VISION, tiny_text
+from tiny_models import TINY_VISION, save_hub_style, tiny_text
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT / "training") not in sys.path:
@@ -99,8 +99,6 @@ def build_tiny_idefics3(out: Path, seed: int = 0, variant: str = "idefics3") -> 
     torch.manual_seed(seed)
     model = model_cls(config)
     model.generation_config.bos_token_id = tok.bos_token_id
-    model.generation_config.eos_token_id = tok.eos_token_id
-    model.generation_config.pad_token_id = tok.pad_token_id
     image_processor = ip_cls(
         do_image_splitting=True,
         max_image_size={"longest_edge": side},
@@ -112,6 +110,4 @@ def build_tiny_idefics3(out: Path, seed: int = 0, variant: str = "idefics3") -> 
         image_seq_len=(side // patch) ** 2 // shuffle**2,
         chat_template=chat_template(variant),
     )
-    model.save_pretrained(out)
-    processor.save_pretrained(out)
-    return out
+    return save_hub_style(model, processor, out)

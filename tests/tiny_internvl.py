@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 import torch
-from tiny_models import TINY_VISION, tiny_text
+from tiny_models import TINY_VISION, save_hub_style, tiny_text
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT / "training") not in sys.path:
@@ -100,8 +100,6 @@ def build_tiny_internvl(out: Path, seed: int = 0) -> Path:
     torch.manual_seed(seed)
     model = T.InternVLForConditionalGeneration(internvl_config(tok))
     randomize_embeddings(model, seed)
-    model.generation_config.eos_token_id = tok.eos_token_id
-    model.generation_config.pad_token_id = tok.pad_token_id
     image_processor = T.GotOcr2ImageProcessorPil(
         size={"height": TILE, "width": TILE},
         crop_to_patches=True,
@@ -116,6 +114,4 @@ def build_tiny_internvl(out: Path, seed: int = 0) -> Path:
         image_seq_length=TOKENS_PER_TILE,
         chat_template=TEMPLATE,
     )
-    model.save_pretrained(out)
-    processor.save_pretrained(out)
-    return out
+    return save_hub_style(model, processor, out)

@@ -65,6 +65,16 @@ def tiny_text(tok, **extra) -> dict:
     )
 
 
+def save_hub_style(model, processor, out: Path) -> Path:
+    """Save a tiny model and its processor in ``out`` as a hub checkpoint is laid out, with the
+    tokenizer's end and padding ids in the generation config; returns ``out``."""
+    model.generation_config.eos_token_id = processor.tokenizer.eos_token_id
+    model.generation_config.pad_token_id = processor.tokenizer.pad_token_id
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    return out
+
+
 def image_only(processor_cls: type) -> type:
     """The processor class without its video processor (none can be built without torchvision)."""
     from vlm_focus.models.qwen2_vl import image_only as strip_video
@@ -145,8 +155,6 @@ def build_tiny_qwen(out: Path, variant: str = "qwen2_vl", seed: int = 0) -> Path
         raise ValueError(f"unknown Qwen variant {variant!r}")
     torch.manual_seed(seed)
     model = model_cls(config)
-    model.generation_config.eos_token_id = tok.eos_token_id
-    model.generation_config.pad_token_id = tok.pad_token_id
     extra = {} if mean is None else {"image_mean": mean, "image_std": std}
     image_processor = T.Qwen2VLImageProcessorPil(
         min_pixels=QWEN_MIN_PIXELS,
@@ -159,9 +167,7 @@ def build_tiny_qwen(out: Path, variant: str = "qwen2_vl", seed: int = 0) -> Path
     processor = image_only(proc_cls)(
         image_processor=image_processor, tokenizer=tok, chat_template=QWEN_TEMPLATE
     )
-    model.save_pretrained(out)
-    processor.save_pretrained(out)
-    return out
+    return save_hub_style(model, processor, out)
 
 
 def build_tiny_onevision(out: Path, seed: int = 0, aspect: str = "anyres_max_4") -> Path:
@@ -194,8 +200,6 @@ def build_tiny_onevision(out: Path, seed: int = 0, aspect: str = "anyres_max_4")
     )
     torch.manual_seed(seed)
     model = T.LlavaOnevisionForConditionalGeneration(config)
-    model.generation_config.eos_token_id = tok.eos_token_id
-    model.generation_config.pad_token_id = tok.pad_token_id
     image_processor = T.LlavaOnevisionImageProcessorPil(
         size={"height": ANYRES_SIZE, "width": ANYRES_SIZE}, image_grid_pinpoints=ANYRES_PINPOINTS
     )
@@ -207,9 +211,7 @@ def build_tiny_onevision(out: Path, seed: int = 0, aspect: str = "anyres_max_4")
         chat_template=CHAT_TEMPLATE,
         vision_aspect_ratio=aspect,
     )
-    model.save_pretrained(out)
-    processor.save_pretrained(out)
-    return out
+    return save_hub_style(model, processor, out)
 
 
 def build_tiny_llava_next(out: Path, seed: int = 0) -> Path:
@@ -236,8 +238,6 @@ def build_tiny_llava_next(out: Path, seed: int = 0) -> Path:
     )
     torch.manual_seed(seed)
     model = T.LlavaNextForConditionalGeneration(config)
-    model.generation_config.eos_token_id = tok.eos_token_id
-    model.generation_config.pad_token_id = tok.pad_token_id
     image_processor = T.LlavaNextImageProcessorPil(
         size={"shortest_edge": ANYRES_SIZE},
         crop_size={"height": ANYRES_SIZE, "width": ANYRES_SIZE},
@@ -251,9 +251,7 @@ def build_tiny_llava_next(out: Path, seed: int = 0) -> Path:
         chat_template=CHAT_TEMPLATE,
         num_additional_image_tokens=1,
     )
-    model.save_pretrained(out)
-    processor.save_pretrained(out)
-    return out
+    return save_hub_style(model, processor, out)
 
 
 def build_tiny_llava(out: Path, image_size: int = 32, patch: int = 8, seed: int = 0) -> Path:
@@ -286,8 +284,6 @@ def build_tiny_llava(out: Path, image_size: int = 32, patch: int = 8, seed: int 
     )
     torch.manual_seed(seed)
     model = LlavaForConditionalGeneration(config)
-    model.generation_config.eos_token_id = tok.eos_token_id
-    model.generation_config.pad_token_id = tok.pad_token_id
     processor = LlavaProcessor(
         image_processor=CLIPImageProcessorPil(
             size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size}
@@ -298,9 +294,7 @@ def build_tiny_llava(out: Path, image_size: int = 32, patch: int = 8, seed: int 
         chat_template=CHAT_TEMPLATE,
         num_additional_image_tokens=1,
     )
-    model.save_pretrained(out)
-    processor.save_pretrained(out)
-    return out
+    return save_hub_style(model, processor, out)
 
 
 def build_tiny_multi_encoder(out: Path, seed: int = 0) -> Path:
@@ -335,8 +329,6 @@ def build_tiny_multi_encoder(out: Path, seed: int = 0) -> Path:
     )
     torch.manual_seed(seed)
     model = MultiEncoderForConditionalGeneration(config)
-    model.generation_config.eos_token_id = tok.eos_token_id
-    model.generation_config.pad_token_id = tok.pad_token_id
     processor = MultiEncoderProcessor(
         image_processor=CLIPImageProcessorPil(
             size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}
@@ -345,6 +337,4 @@ def build_tiny_multi_encoder(out: Path, seed: int = 0) -> Path:
         image_seq_length=config.image_seq_length,
         chat_template=CHAT_TEMPLATE,
     )
-    model.save_pretrained(out)
-    processor.save_pretrained(out)
-    return out
+    return save_hub_style(model, processor, out)
