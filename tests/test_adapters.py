@@ -36,11 +36,13 @@ def test_preprocess_matches_hf_processor(tiny, family, size):
     ours, ref = out["pixel_values"], ref["pixel_values"]
     assert ours.shape == ref.shape
     diff = (ours - ref).abs()
-    # Equal within 1e-3 but for rare ties of the 8-bit rounding, off by exactly one step.
+    # Equal within 1e-3 but for rare ties of the 8-bit rounding, off by exactly one step;
+    # torch's uint8 kernels and torchvision's Lanczos (fast processors) round with fixed-point
+    # weights: more such ties, rarely two steps.
     one_step = 1 / 255 / min(adapter.processor.image_processor.image_std)
     assert float(diff.mean()) < 1e-3
-    assert float((diff < 1e-3).float().mean()) > 0.99
-    assert float(diff.max()) <= one_step + 1e-4
+    assert float((diff < 1e-3).float().mean()) > (0.97 if adapter.fast else 0.99)
+    assert float(diff.max()) <= (2 if adapter.fast else 1) * one_step + 1e-4
 
 
 @pytest.mark.parametrize("family", VARIANTS)

@@ -13,6 +13,7 @@ from vlm_focus.models import list_adapters
 # Small options so the whole grid runs in seconds; methods not listed run with defaults.
 FAST = {
     "igos++": {"iterations": 1, "ig_iter": 2, "size": 8},
+    "igos2": {"iterations": 1, "ig_iter": 2, "size": 8},
     "rise": {"n_masks": 20},
     "iia": {"steps": 3},
     "occlusion": {"window": 0.25},
@@ -116,7 +117,7 @@ class FailingTarget(Target):
         return super().f(pixels)
 
 
-@pytest.mark.parametrize("name", ["gradcam", "tmm", "iia", "rise", "occlusion", "igos++"])
+@pytest.mark.parametrize("name", ["gradcam", "tmm", "iia", "rise", "occlusion", "igos++", "igos2"])
 def test_no_hook_left_when_f_fails_midway(tiny_adapter, name, scene):
     target, pixels, baseline = make_case(tiny_adapter, scene)
     failing = FailingTarget(target.scorer, target.selected, tiny_adapter)

@@ -5,8 +5,10 @@ import json
 
 import pytest
 import torch
+from transformers import AutoProcessor
 
 import vlm_focus
+from vlm_focus.models.processors import has_torchvision
 
 SCRIPTS = ["train_shapes_llava", "train_shapes_qwen", "train_shapes_onevision", "train_shapes_multi_encoder"]
 
@@ -20,6 +22,8 @@ def test_training_script_end_to_end(tmp_path, script):
     main(["--out", str(out), "--threads", "1", *tiny_run])
     for name in ("model.safetensors", "config.json", "processor_config.json", "training.json"):
         assert (out / name).exists(), name
+    if has_torchvision():  # a standard checkpoint: plain AutoProcessor loads it
+        AutoProcessor.from_pretrained(out)
     lens = vlm_focus.load(str(out), device="cpu")
     ids = lens.adapter.generate(torch.rand(3, 64, 64), "What color is the circle?", max_new_tokens=3)
     assert 1 <= len(ids) <= 3

@@ -22,6 +22,8 @@ from pathlib import Path
 import torch
 from tiny_models import TINY_VISION, save_hub_style, tiny_text
 
+from vlm_focus.models.processors import build_processor
+
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT / "training") not in sys.path:
     sys.path.insert(0, str(ROOT / "training"))
@@ -85,9 +87,21 @@ def build_tiny_idefics3(out: Path, seed: int = 0, variant: str = "idefics3") -> 
         patch_size=patch,
     )
     text = T.LlamaConfig(**tiny_text(tok))
-    config_cls, model_cls, ip_cls = {
-        "idefics3": (T.Idefics3Config, T.Idefics3ForConditionalGeneration, T.Idefics3ImageProcessorPil),
-        "smolvlm": (T.SmolVLMConfig, T.SmolVLMForConditionalGeneration, T.SmolVLMImageProcessorPil),
+    config_cls, model_cls, proc_cls, ip_name, video_name = {
+        "idefics3": (
+            T.Idefics3Config,
+            T.Idefics3ForConditionalGeneration,
+            T.Idefics3Processor,
+            "Idefics3ImageProcessor",
+            None,
+        ),
+        "smolvlm": (
+            T.SmolVLMConfig,
+            T.SmolVLMForConditionalGeneration,
+            T.SmolVLMProcessor,
+            "SmolVLMImageProcessor",
+            "SmolVLMVideoProcessor",
+        ),
     }[variant]
     config = config_cls(
         vision_config=vision,
@@ -99,13 +113,16 @@ def build_tiny_idefics3(out: Path, seed: int = 0, variant: str = "idefics3") -> 
     torch.manual_seed(seed)
     model = model_cls(config)
     model.generation_config.bos_token_id = tok.bos_token_id
-    image_processor = ip_cls(
-        do_image_splitting=True,
-        max_image_size={"longest_edge": side},
-        size={"longest_edge": side * per_side},
-    )
-    processor = processor_class(variant)(  # without a video processor (no torchvision here)
-        image_processor=image_processor,
+    processor = build_processor(
+        proc_cls,
+        ip_name,
+        dict(
+            do_image_splitting=True,
+            max_image_size={"longest_edge": side},
+            size={"longest_edge": side * per_side},
+        ),
+        video_name,
+        fallback=processor_class(variant),
         tokenizer=tok,
         image_seq_len=(side // patch) ** 2 // shuffle**2,
         chat_template=chat_template(variant),

@@ -94,22 +94,25 @@ def build_tiny_internvl(out: Path, seed: int = 0) -> Path:
     """A random ``InternVLForConditionalGeneration`` + ``InternVLProcessor``, saved in ``out``."""
     import transformers as T
 
-    from vlm_focus.models.qwen2_vl import image_only
+    from vlm_focus.models.processors import build_processor
 
     tok = internvl_tokenizer()
     torch.manual_seed(seed)
     model = T.InternVLForConditionalGeneration(internvl_config(tok))
     randomize_embeddings(model, seed)
-    image_processor = T.GotOcr2ImageProcessorPil(
-        size={"height": TILE, "width": TILE},
-        crop_to_patches=True,
-        min_patches=1,
-        max_patches=MAX_TILES,
-        image_mean=MEAN,
-        image_std=STD,
-    )
-    processor = image_only(T.InternVLProcessor)(
-        image_processor=image_processor,
+    processor = build_processor(
+        T.InternVLProcessor,
+        "GotOcr2ImageProcessor",
+        dict(
+            size={"height": TILE, "width": TILE},
+            crop_to_patches=True,
+            min_patches=1,
+            max_patches=MAX_TILES,
+            image_mean=MEAN,
+            image_std=STD,
+        ),
+        "InternVLVideoProcessor",
+        dict(size={"height": TILE, "width": TILE}, image_mean=MEAN, image_std=STD),
         tokenizer=tok,
         image_seq_length=TOKENS_PER_TILE,
         chat_template=TEMPLATE,

@@ -2,7 +2,8 @@
 models, built from scaled-down real configs and saved with their processors like hub models.
 
 Each builder returns the directory it wrote; ``vlm_focus.models.load_adapter(path)`` loads it.
-The processors are the real Hugging Face classes (PIL backends: no torchvision here) with
+The processors are the real Hugging Face classes (fast image processors and video processors
+where torchvision is installed, PIL image processors alone where not) with
 small patch sizes and pixel budgets, so every branch of their preprocessing (smart_resize
 up- and down-scaling, any-resolution grids, padding) is reached by images of 30-300 px.
 """
@@ -13,6 +14,8 @@ import sys
 from pathlib import Path
 
 import torch
+
+from vlm_focus.models.processors import build_processor
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT / "training") not in sys.path:
@@ -73,13 +76,6 @@ def save_hub_style(model, processor, out: Path) -> Path:
     model.save_pretrained(out)
     processor.save_pretrained(out)
     return out
-
-
-def image_only(processor_cls: type) -> type:
-    """The processor class without its video processor (none can be built without torchvision)."""
-    from vlm_focus.models.qwen2_vl import image_only as strip_video
-
-    return strip_video(processor_cls)
 
 
 def qwen_tokenizer():
@@ -156,16 +152,15 @@ def build_tiny_qwen(out: Path, variant: str = "qwen2_vl", seed: int = 0) -> Path
     torch.manual_seed(seed)
     model = model_cls(config)
     extra = {} if mean is None else {"image_mean": mean, "image_std": std}
-    image_processor = T.Qwen2VLImageProcessorPil(
-        min_pixels=QWEN_MIN_PIXELS,
-        max_pixels=QWEN_MAX_PIXELS,
-        patch_size=QWEN_PATCH,
-        merge_size=QWEN_MERGE,
-        temporal_patch_size=2,
-        **extra,
-    )
-    processor = image_only(proc_cls)(
-        image_processor=image_processor, tokenizer=tok, chat_template=QWEN_TEMPLATE
+    grid = dict(patch_size=QWEN_PATCH, merge_size=QWEN_MERGE, temporal_patch_size=2, **extra)
+    processor = build_processor(
+        proc_cls,
+        "Qwen2VLImageProcessor",
+        dict(min_pixels=QWEN_MIN_PIXELS, max_pixels=QWEN_MAX_PIXELS, **grid),
+        "Qwen3VLVideoProcessor" if variant == "qwen3_vl" else "Qwen2VLVideoProcessor",
+        grid,
+        tokenizer=tok,
+        chat_template=QWEN_TEMPLATE,
     )
     return save_hub_style(model, processor, out)
 
@@ -200,11 +195,11 @@ def build_tiny_onevision(out: Path, seed: int = 0, aspect: str = "anyres_max_4")
     )
     torch.manual_seed(seed)
     model = T.LlavaOnevisionForConditionalGeneration(config)
-    image_processor = T.LlavaOnevisionImageProcessorPil(
-        size={"height": ANYRES_SIZE, "width": ANYRES_SIZE}, image_grid_pinpoints=ANYRES_PINPOINTS
-    )
-    processor = image_only(T.LlavaOnevisionProcessor)(
-        image_processor=image_processor,
+    processor = build_processor(
+        T.LlavaOnevisionProcessor,
+        "LlavaOnevisionImageProcessor",
+        dict(size={"height": ANYRES_SIZE, "width": ANYRES_SIZE}, image_grid_pinpoints=ANYRES_PINPOINTS),
+        "LlavaOnevisionVideoProcessor",
         tokenizer=tok,
         num_image_tokens=(ANYRES_SIZE // patch) ** 2,
         vision_feature_select_strategy="full",
@@ -238,13 +233,14 @@ def build_tiny_llava_next(out: Path, seed: int = 0) -> Path:
     )
     torch.manual_seed(seed)
     model = T.LlavaNextForConditionalGeneration(config)
-    image_processor = T.LlavaNextImageProcessorPil(
-        size={"shortest_edge": ANYRES_SIZE},
-        crop_size={"height": ANYRES_SIZE, "width": ANYRES_SIZE},
-        image_grid_pinpoints=ANYRES_PINPOINTS,
-    )
-    processor = T.LlavaNextProcessor(
-        image_processor=image_processor,
+    processor = build_processor(
+        T.LlavaNextProcessor,
+        "LlavaNextImageProcessor",
+        dict(
+            size={"shortest_edge": ANYRES_SIZE},
+            crop_size={"height": ANYRES_SIZE, "width": ANYRES_SIZE},
+            image_grid_pinpoints=ANYRES_PINPOINTS,
+        ),
         tokenizer=tok,
         patch_size=patch,
         vision_feature_select_strategy="default",
@@ -257,7 +253,6 @@ def build_tiny_llava_next(out: Path, seed: int = 0) -> Path:
 def build_tiny_llava(out: Path, image_size: int = 32, patch: int = 8, seed: int = 0) -> Path:
     """A randomly initialised LlavaForConditionalGeneration + processor, saved like a hub model."""
     from transformers import (
-        CLIPImageProcessorPil,
         CLIPVisionConfig,
         LlamaConfig,
         LlavaConfig,
@@ -284,10 +279,10 @@ def build_tiny_llava(out: Path, image_size: int = 32, patch: int = 8, seed: int 
     )
     torch.manual_seed(seed)
     model = LlavaForConditionalGeneration(config)
-    processor = LlavaProcessor(
-        image_processor=CLIPImageProcessorPil(
-            size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size}
-        ),
+    processor = build_processor(
+        LlavaProcessor,
+        "CLIPImageProcessor",
+        dict(size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size}),
         tokenizer=tok,
         patch_size=patch,
         vision_feature_select_strategy="default",
@@ -302,8 +297,6 @@ def build_tiny_multi_encoder(out: Path, seed: int = 0) -> Path:
 
     The ViT reads 24 px (3 x 3 patches of 8), the ConvNeXt 32 px (8 x 8 after its stem,
     4 x 4 after its second stage, pooled onto the 3 x 3 grid)."""
-    from transformers import CLIPImageProcessorPil
-
     from common import CHAT_TEMPLATE, build_tokenizer
     from vlm_focus.architectures.multi_encoder import (
         MultiEncoderConfig,
@@ -329,10 +322,10 @@ def build_tiny_multi_encoder(out: Path, seed: int = 0) -> Path:
     )
     torch.manual_seed(seed)
     model = MultiEncoderForConditionalGeneration(config)
-    processor = MultiEncoderProcessor(
-        image_processor=CLIPImageProcessorPil(
-            size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}
-        ),
+    processor = build_processor(
+        MultiEncoderProcessor,
+        "CLIPImageProcessor",
+        dict(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}),
         tokenizer=tok,
         image_seq_length=config.image_seq_length,
         chat_template=CHAT_TEMPLATE,

@@ -29,7 +29,6 @@ import torch
 from transformers import (
     LlavaOnevisionConfig,
     LlavaOnevisionForConditionalGeneration,
-    LlavaOnevisionImageProcessorPil,
     LlavaOnevisionProcessor,
     Qwen2Config,
     SiglipVisionConfig,
@@ -46,7 +45,7 @@ from common import (  # noqa: E402
     start_run,
     train_and_finish,
 )
-from vlm_focus.models.qwen2_vl import image_only  # noqa: E402
+from vlm_focus.models.processors import build_processor  # noqa: E402
 from vlm_focus.models.registry import ZOO  # noqa: E402
 
 CROP, PATCH = 32, 8
@@ -83,17 +82,21 @@ def main(argv: list[str] | None = None) -> None:
     args, log, timer = start_run(ap, argv)
 
     tok = build_tokenizer()
-    image_processor = LlavaOnevisionImageProcessorPil(
-        size={"height": CROP, "width": CROP}, image_grid_pinpoints=PINPOINTS
-    )
-    processor = image_only(LlavaOnevisionProcessor)(
-        image_processor=image_processor,
+    # The PIL image processor (training pixels the same everywhere); a video processor too
+    # where torchvision is installed, so that plain AutoProcessor loads the saved folder.
+    processor = build_processor(
+        LlavaOnevisionProcessor,
+        "LlavaOnevisionImageProcessor",
+        dict(size={"height": CROP, "width": CROP}, image_grid_pinpoints=PINPOINTS),
+        "LlavaOnevisionVideoProcessor",
+        fast=False,
         tokenizer=tok,
         num_image_tokens=(CROP // PATCH) ** 2,
         vision_feature_select_strategy="full",
         chat_template=CHAT_TEMPLATE,
         vision_aspect_ratio="anyres_max_9",
     )
+    image_processor = processor.image_processor
     torch.manual_seed(args.seed)
     vision_seconds = 0.0
     if args.continue_from:

@@ -30,7 +30,6 @@ from transformers import (
     Qwen2_5_VLConfig,
     Qwen2_5_VLForConditionalGeneration,
     Qwen2_5_VLProcessor,
-    Qwen2VLImageProcessorPil,
 )
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -43,7 +42,7 @@ from common import (  # noqa: E402
     start_run,
     train_and_finish,
 )
-from vlm_focus.models.qwen2_vl import image_only  # noqa: E402
+from vlm_focus.models.processors import build_processor  # noqa: E402
 from vlm_focus.models.registry import ZOO  # noqa: E402
 
 PATCH, MERGE, MIN_PIXELS, MAX_PIXELS = 8, 2, 96 * 96, 128 * 128
@@ -109,16 +108,20 @@ def main(argv: list[str] | None = None) -> None:
     args, log, timer = start_run(ap, argv)
 
     tok = build_qwen_tokenizer()
-    image_processor = Qwen2VLImageProcessorPil(
-        min_pixels=MIN_PIXELS,
-        max_pixels=MAX_PIXELS,
-        patch_size=PATCH,
-        merge_size=MERGE,
-        temporal_patch_size=2,
+    # The PIL image processor (training pixels the same everywhere); a video processor too
+    # where torchvision is installed, so that plain AutoProcessor loads the saved folder.
+    grid = dict(patch_size=PATCH, merge_size=MERGE, temporal_patch_size=2)
+    processor = build_processor(
+        Qwen2_5_VLProcessor,
+        "Qwen2VLImageProcessor",
+        dict(min_pixels=MIN_PIXELS, max_pixels=MAX_PIXELS, **grid),
+        "Qwen2VLVideoProcessor",
+        grid,
+        fast=False,
+        tokenizer=tok,
+        chat_template=CHAT_TEMPLATE,
     )
-    processor = image_only(Qwen2_5_VLProcessor)(
-        image_processor=image_processor, tokenizer=tok, chat_template=CHAT_TEMPLATE
-    )
+    image_processor = processor.image_processor
     torch.manual_seed(args.seed)
     vision_seconds = 0.0
     if args.continue_from:

@@ -487,44 +487,11 @@ def format_table(summary: dict) -> str:
 
 # ----- command line --------------------------------------------------------------------
 def add_evaluate_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Add ``vlm-focus evaluate`` to the CLI's subparsers."""
-    from .cli import add_model_args
+    """Add ``vlm-focus evaluate`` to the CLI's subparsers (built in :mod:`vlm_focus.cli.evaluate`,
+    which imports nothing heavy, so that ``vlm-focus --help`` needs no torch)."""
+    from .cli.evaluate import add_evaluate_parser as add
 
-    p = subparsers.add_parser(
-        "evaluate",
-        help="explain a dataset and score the heatmaps (resumable)",
-        description="Explain every sample of a dataset; write results.jsonl (one line per "
-        "sample), heatmaps/ and summary.json to --out.",
-    )
-    p.add_argument("--dataset", default="shapes", choices=list(DATASETS))
-    p.add_argument("--limit", type=int, default=100, help="number of samples (default 100)")
-    p.add_argument("--out", type=Path, default=Path("vlm-focus-eval"), help="output directory")
-    p.add_argument("--resume", action="store_true", help="continue the run recorded in --out")
-    p.add_argument(
-        "--seed",
-        type=int,
-        default=EVAL_SEED,
-        help="dataset seed (same seed, same samples and numbers; the zoo models trained on seeds 0-1)",
-    )
-    p.add_argument(
-        "--qtypes", default=None, help="question types to cycle through, e.g. color,shape (default all)"
-    )
-    p.add_argument(
-        "--sanity",
-        action="store_true",
-        help="also run the model-randomisation sanity check per sample (one more heatmap each, "
-        "and a CPU copy of the weights while they are randomised)",
-    )
-    p.add_argument(
-        "--tolerance",
-        type=float,
-        default=None,
-        help="pointing-game tolerance in pixels (default 3%% of the longer image side)",
-    )
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    add_model_args(p)
-    p.set_defaults(func=cmd_evaluate)
-    return p
+    return add(subparsers)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:

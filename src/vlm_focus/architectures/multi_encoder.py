@@ -39,6 +39,7 @@ from transformers import (
     PreTrainedModel,
     ProcessorMixin,
 )
+from transformers.cache_utils import Cache
 from transformers.configuration_utils import SubConfigSpec
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
@@ -103,7 +104,7 @@ class MultiEncoderPreTrainedModel(PreTrainedModel):
     base_model_prefix = "model"
     input_modalities = ["image", "text"]
     supports_gradient_checkpointing = True
-    _skip_keys_device_placement = ["past_key_values"]
+    _skip_keys_device_placement = ["cache"]
     _no_split_modules = ["CLIPEncoderLayer", "ConvNextStage", "LlamaDecoderLayer"]
     _supports_sdpa = True
     _supports_attention_backend = True
@@ -159,7 +160,7 @@ class MultiEncoderModel(MultiEncoderPreTrainedModel):
         pixel_values: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.LongTensor | None = None,
-        past_key_values=None,
+        cache: Cache | None = None,
         inputs_embeds: torch.Tensor | None = None,
         use_cache: bool | None = None,
         **kwargs,
@@ -182,7 +183,7 @@ class MultiEncoderModel(MultiEncoderPreTrainedModel):
             inputs_embeds=inputs_embeds,
             attention_mask=attention_mask,
             position_ids=position_ids,
-            past_key_values=past_key_values,
+            cache=cache,
             use_cache=use_cache,
             **kwargs,
         )
@@ -215,7 +216,7 @@ class MultiEncoderForConditionalGeneration(MultiEncoderPreTrainedModel, Generati
         pixel_values: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.LongTensor | None = None,
-        past_key_values=None,
+        cache: Cache | None = None,
         inputs_embeds: torch.Tensor | None = None,
         labels: torch.LongTensor | None = None,
         use_cache: bool | None = None,
@@ -227,7 +228,7 @@ class MultiEncoderForConditionalGeneration(MultiEncoderPreTrainedModel, Generati
             pixel_values=pixel_values,
             attention_mask=attention_mask,
             position_ids=position_ids,
-            past_key_values=past_key_values,
+            cache=cache,
             inputs_embeds=inputs_embeds,
             use_cache=use_cache,
             **kwargs,
@@ -243,7 +244,7 @@ class MultiEncoderForConditionalGeneration(MultiEncoderPreTrainedModel, Generati
         return CausalLMOutputWithPast(
             loss=loss,
             logits=logits,
-            past_key_values=out.past_key_values,
+            cache=out.cache,
             hidden_states=out.hidden_states,
             attentions=out.attentions,
         )

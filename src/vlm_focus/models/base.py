@@ -100,6 +100,14 @@ class Adapter(ABC):
             raise ModelError(f"{self.name}: the processor has no image processor")
         return ip
 
+    @property
+    def fast(self) -> bool:
+        """Whether the image processor is torchvision-backed: its resizes round like torch's
+        uint8 kernels, not Pillow's (see :func:`preprocess.resize`)."""
+        from .preprocess import is_fast
+
+        return is_fast(getattr(self.processor, "image_processor", None))
+
     @abstractmethod
     def preprocess(self, pixels: torch.Tensor) -> dict[str, torch.Tensor]:
         """Differentiable processor: ``[B, 3, H, W]`` in [0, 1] -> image model inputs."""

@@ -72,7 +72,8 @@ import torch
 from ..errors import ModelError
 from . import preprocess as P
 from .base import Adapter, check_count
-from .qwen2_vl import encode_answer_after_prompt, image_only
+from .processors import image_only, load_processor
+from .qwen2_vl import encode_answer_after_prompt
 from .registry import register_adapter
 
 PROCESSORS = {"idefics3": "Idefics3Processor", "smolvlm": "SmolVLMProcessor"}
@@ -178,13 +179,8 @@ class Idefics3Adapter(Adapter):
     @classmethod
     def load_processor(cls, path: str, model_type: str, trust_remote_code: bool = False) -> Any:
         """The model's processor (image-only when torchvision is missing)."""
-        from transformers import AutoProcessor
-        from transformers.utils import is_torchvision_available
-
         try:
-            if is_torchvision_available():
-                return AutoProcessor.from_pretrained(path, trust_remote_code=trust_remote_code)
-            return processor_class(model_type).from_pretrained(path)
+            return load_processor(path, "", trust_remote_code, fallback=processor_class(model_type))
         except ImportError as e:  # SmolVLM's processor needs num2words
             raise ModelError(f"cannot build the {model_type} processor: {e}") from None
 
@@ -215,13 +211,13 @@ class Idefics3Adapter(Adapter):
         """The processor's frames ``[B, 3, S, S]`` in [0, 1] (crops row-major, then global)."""
         resample = int(getattr(self.ip, "resample", P.PIL_LANCZOS))
         first, second, rows, cols = self.layout(*pixels.shape[-2:])
-        x = P.pil_resize(P.quantize(pixels), first, resample)
-        x = P.pil_resize(x, second, resample)
+        x = P.pil_resize(P.quantize(pixels), first, resample, fast=self.fast)
+        x = P.pil_resize(x, second, resample, fast=self.fast)
         if not rows:
             return [x]
         s = self.side
         crops = [x[..., i * s : (i + 1) * s, j * s : (j + 1) * s] for i in range(rows) for j in range(cols)]
-        return [*crops, P.pil_resize(x, (s, s), resample)]
+        return [*crops, P.pil_resize(x, (s, s), resample, fast=self.fast)]
 
     def preprocess(self, pixels: torch.Tensor) -> dict[str, torch.Tensor]:
         ip = self.ip

@@ -56,7 +56,8 @@ import torch
 from ..errors import ModelError
 from . import preprocess as P
 from .base import Adapter, check_count
-from .qwen2_vl import encode_answer_after_prompt, load_image_processor_only
+from .processors import load_processor
+from .qwen2_vl import encode_answer_after_prompt
 from .registry import register_adapter
 
 
@@ -153,7 +154,7 @@ class InternVLAdapter(Adapter):
     @classmethod
     def load_processor(cls, path: str, model_type: str, trust_remote_code: bool = False) -> Any:
         """The model's processor (image-only when torchvision is missing)."""
-        return load_image_processor_only("InternVLProcessor", path, trust_remote_code)
+        return load_processor(path, "InternVLProcessor", trust_remote_code)
 
     def encode_answer(self, answer: str) -> torch.Tensor:
         return encode_answer_after_prompt(self, answer)
@@ -207,15 +208,15 @@ class InternVLAdapter(Adapter):
         if not self.tiled():
             if not self.options["do_resize"]:
                 raise ModelError(f"{self.name}: do_resize=False without tiling is not supported")
-            return [P.resize(pixels, self.tile, resample)]
-        canvas = P.resize(pixels, (tiling.rows * th, tiling.cols * tw), resample)
+            return [P.resize(pixels, self.tile, resample, fast=self.fast)]
+        canvas = P.resize(pixels, (tiling.rows * th, tiling.cols * tw), resample, fast=self.fast)
         tiles = [
             canvas[..., i * th : (i + 1) * th, j * tw : (j + 1) * tw]
             for i in range(tiling.rows)
             for j in range(tiling.cols)
         ]
         if tiling.thumbnail:
-            tiles.append(P.resize(pixels, self.tile, resample))
+            tiles.append(P.resize(pixels, self.tile, resample, fast=self.fast))
         return tiles
 
     def preprocess(self, pixels: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -33,7 +33,9 @@ class LlavaAdapter(Adapter):
         ip = self.ip
         x = pixels
         if getattr(ip, "do_resize", True):
-            x = P.resize(x, self._target_size(*x.shape[-2:]), getattr(ip, "resample", P.PIL_BICUBIC))
+            x = P.resize(
+                x, self._target_size(*x.shape[-2:]), getattr(ip, "resample", P.PIL_BICUBIC), fast=self.fast
+            )
         if getattr(ip, "do_center_crop", False):
             crop = P.size_dict(ip.crop_size)
             x = P.center_crop(x, (crop["height"], crop["width"]))

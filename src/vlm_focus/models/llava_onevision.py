@@ -51,7 +51,8 @@ import torch.nn.functional as F
 from ..errors import ModelError
 from . import preprocess as P
 from .base import Adapter, check_count, resize_map
-from .qwen2_vl import encode_answer_after_prompt, load_image_processor_only
+from .processors import load_processor
+from .qwen2_vl import encode_answer_after_prompt
 from .registry import register_adapter
 
 PROCESSORS = {"llava_onevision": "LlavaOnevisionProcessor", "llava_next": "LlavaNextProcessor"}
@@ -103,9 +104,7 @@ class LlavaOnevisionAdapter(Adapter):
     @classmethod
     def load_processor(cls, path: str, model_type: str, trust_remote_code: bool = False) -> Any:
         """The model's processor (image-only when torchvision is missing)."""
-        return load_image_processor_only(
-            PROCESSORS.get(model_type, "LlavaOnevisionProcessor"), path, trust_remote_code
-        )
+        return load_processor(path, PROCESSORS.get(model_type, "LlavaOnevisionProcessor"), trust_remote_code)
 
     def encode_answer(self, answer: str) -> torch.Tensor:
         return encode_answer_after_prompt(self, answer)
@@ -126,7 +125,7 @@ class LlavaOnevisionAdapter(Adapter):
             side = size.get("shortest_edge")
             h, w = x.shape[-2:]
             target = P.shortest_edge_size(h, w, side) if side else (size["height"], size["width"])
-            x = P.resize(x, target, resample)
+            x = P.resize(x, target, resample, fast=self.fast)
         if getattr(ip, "do_center_crop", False) and getattr(ip, "crop_size", None):
             crop = P.size_dict(ip.crop_size)
             x = P.center_crop(x, (crop["height"], crop["width"]))
@@ -137,10 +136,14 @@ class LlavaOnevisionAdapter(Adapter):
         B, _, H, W = pixels.shape
         resample = getattr(ip, "resample", P.PIL_BICUBIC)
         (bh, bw), (fh, fw), (top, left) = self.layout(H, W)
-        canvas = F.pad(P.resize(pixels, (fh, fw), resample), (left, bw - fw - left, top, bh - fh - top))
+        canvas = F.pad(
+            P.resize(pixels, (fh, fw), resample, fast=self.fast), (left, bw - fw - left, top, bh - fh - top)
+        )
         s = self.crop
         crops = [canvas[..., i : i + s, j : j + s] for i in range(0, bh, s) for j in range(0, bw, s)]
-        inputs = [self._per_crop(c) for c in [P.resize(pixels, self.base_size, resample), *crops]]
+        inputs = [
+            self._per_crop(c) for c in [P.resize(pixels, self.base_size, resample, fast=self.fast), *crops]
+        ]
         x = torch.stack(inputs, dim=1)  # [B, 1 + n, 3, S, S]
         if not getattr(ip, "do_rescale", True):  # the processor expects 0-255 input
             x = x * 255.0

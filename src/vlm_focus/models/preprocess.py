@@ -44,23 +44,41 @@ def _pillow_major() -> int:
     return int(PIL.__version__.split(".")[0])
 
 
-def resize(
-    pixels: torch.Tensor, size: tuple[int, int], resample: int = PIL_BICUBIC, round8: bool = True
-) -> torch.Tensor:
-    """Pillow-like antialiased resize to ``size = (height, width)``.
+def is_fast(image_processor) -> bool:
+    """Whether ``image_processor`` is a torchvision-backed ("fast") one rather than a PIL one."""
+    return any(c.__name__ == "TorchvisionBackend" for c in type(image_processor).__mro__)
 
-    Pillow resamples in two passes, rounding to 8 bits after each (so do we when
-    ``round8``): the horizontal pass first, except (Pillow >= 13, python-pillow/Pillow#9549)
-    when the height shrinks by more than twice as many pixels as the width,
-    ``h < H and H - h > 2 * (W - w)``. Measured against Pillow 13.0 on 600 random size
+
+def _vertical_first(H: int, W: int, h: int, w: int, fast: bool) -> bool:
+    """Pass order of a two-pass resize ``(H, W) -> (h, w)``. Pillow resamples horizontally
+    first, except (Pillow >= 13, python-pillow/Pillow#9549) when the height shrinks by more
+    than twice as many pixels as the width, ``h < H and H - h > 2 * (W - w)``; torch's uint8
+    antialiased kernels (torchvision-backed processors) always go horizontally first."""
+    return not fast and _pillow_major() >= 13 and h < H and H - h > 2 * (W - w)
+
+
+def resize(
+    pixels: torch.Tensor,
+    size: tuple[int, int],
+    resample: int = PIL_BICUBIC,
+    round8: bool = True,
+    fast: bool = False,
+) -> torch.Tensor:
+    """Antialiased resize to ``size = (height, width)`` as the processor does it: Pillow's
+    (``fast=False``) or torchvision's on uint8 tensors (``fast=True``).
+
+    Both resample in two passes, rounding to 8 bits after each (so do we when ``round8``),
+    in the order of :func:`_vertical_first`. Measured against Pillow 13.0 on 600 random size
     pairs: all equal; the other order is off by one 8-bit step in 15-30 % of the pixels.
+    Against torchvision 0.29 (uint8 fixed-point weights): equal but for 0-0.5 % of the
+    pixels, off by one step.
     """
     h, w = size
     H, W = pixels.shape[-2:]
     if (H, W) == (h, w):
         return pixels
     mode = "bicubic" if resample == PIL_BICUBIC else "bilinear"
-    vertical_first = _pillow_major() >= 13 and h < H and H - h > 2 * (W - w)
+    vertical_first = _vertical_first(H, W, h, w, fast)
     x = pixels
     for step in [(h, W), (h, w)] if vertical_first else [(H, w), (h, w)]:
         if tuple(x.shape[-2:]) != step:
@@ -130,16 +148,18 @@ def _resize_axis(x: torch.Tensor, size: int, dim: int) -> torch.Tensor:
     return quantize(out)
 
 
-def pil_resize(pixels: torch.Tensor, size: tuple[int, int], resample: int) -> torch.Tensor:
-    """Pillow's resize of an 8-bit image to ``size = (height, width)``: Lanczos here (pass
-    order as :func:`resize`), bicubic and bilinear by :func:`resize`."""
+def pil_resize(
+    pixels: torch.Tensor, size: tuple[int, int], resample: int, fast: bool = False
+) -> torch.Tensor:
+    """Resize of an 8-bit image to ``size = (height, width)``: Lanczos here (pass order as
+    :func:`resize`), bicubic and bilinear by :func:`resize`."""
     if resample != PIL_LANCZOS:
         if resample not in (PIL_BICUBIC, PIL_BILINEAR):
             raise ModelError(f"resampling filter {resample} is not supported (Lanczos, bicubic, bilinear)")
-        return resize(pixels, size, resample)
+        return resize(pixels, size, resample, fast=fast)
     h, w = size
     H, W = pixels.shape[-2:]
-    vertical_first = _pillow_major() >= 13 and h < H and H - h > 2 * (W - w)
+    vertical_first = _vertical_first(H, W, h, w, fast)
     x = pixels
     for dim, n in [(-2, h), (-1, w)] if vertical_first else [(-1, w), (-2, h)]:
         if x.shape[dim] != n:

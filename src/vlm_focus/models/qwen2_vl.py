@@ -48,6 +48,7 @@ import torch
 from ..errors import InputError, ModelError
 from . import preprocess as P
 from .base import Adapter
+from .processors import load_processor
 from .registry import register_adapter
 
 PROCESSORS = {
@@ -55,32 +56,6 @@ PROCESSORS = {
     "qwen2_5_vl": "Qwen2_5_VLProcessor",
     "qwen3_vl": "Qwen3VLProcessor",
 }
-
-
-def image_only(processor_cls: type) -> Any:
-    """``processor_cls`` without its video processor: a subclass of the same name whose
-    attribute list drops ``video_processor`` (saving it writes the original class name)."""
-
-    class ImageOnly(processor_cls):
-        @classmethod
-        def get_attributes(cls) -> list[str]:
-            return [a for a in super().get_attributes() if a != "video_processor"]
-
-    ImageOnly.__name__ = ImageOnly.__qualname__ = processor_cls.__name__
-    return ImageOnly
-
-
-def load_image_processor_only(class_name: str, path: str, trust_remote_code: bool = False) -> Any:
-    """``AutoProcessor.from_pretrained`` where it works, else the processor ``class_name``
-    built without a video processor (transformers needs torchvision for video processors;
-    image inputs do not)."""
-    import transformers
-    from transformers import AutoProcessor
-    from transformers.utils import is_torchvision_available
-
-    if is_torchvision_available():
-        return AutoProcessor.from_pretrained(path, trust_remote_code=trust_remote_code)
-    return image_only(getattr(transformers, class_name)).from_pretrained(path)
 
 
 def encode_answer_after_prompt(adapter: Adapter, answer: str) -> torch.Tensor:
@@ -132,9 +107,7 @@ class Qwen2VLAdapter(Adapter):
     @classmethod
     def load_processor(cls, path: str, model_type: str, trust_remote_code: bool = False) -> Any:
         """The model's processor (image-only when torchvision is missing)."""
-        return load_image_processor_only(
-            PROCESSORS.get(model_type, "Qwen2VLProcessor"), path, trust_remote_code
-        )
+        return load_processor(path, PROCESSORS.get(model_type, "Qwen2VLProcessor"), trust_remote_code)
 
     # ----- preprocessing -----------------------------------------------------------------
     def resized_size(self, height: int, width: int) -> tuple[int, int]:
@@ -163,7 +136,7 @@ class Qwen2VLAdapter(Adapter):
         ip = self.ip
         B, C, H, W = pixels.shape
         h, w = self.resized_size(H, W)
-        x = P.resize(pixels, (h, w), getattr(ip, "resample", P.PIL_BICUBIC))
+        x = P.resize(pixels, (h, w), getattr(ip, "resample", P.PIL_BICUBIC), fast=self.fast)
         if not getattr(ip, "do_rescale", True):  # the processor expects 0-255 input
             x = x * 255.0
         if getattr(ip, "do_normalize", True):

@@ -6,11 +6,12 @@ import warnings
 from collections.abc import Callable
 from pathlib import Path
 
+from .. import catalog
 from ..errors import ModelError
 
 ADAPTERS: dict[str, type] = {}
 MODEL_TYPES: dict[str, str] = {}
-ZOO = Path(__file__).resolve().parent.parent / "zoo"
+ZOO: Path = catalog.ZOO
 
 
 def register_adapter(name: str, model_types: tuple[str, ...] = ()) -> Callable[[type], type]:
@@ -33,13 +34,19 @@ def list_adapters() -> list[str]:
 
 def list_zoo() -> list[str]:
     """Names of the models shipped inside the package."""
-    return sorted(p.name for p in ZOO.iterdir() if (p / "config.json").exists()) if ZOO.exists() else []
+    return catalog.list_zoo(ZOO)
 
 
 def resolve(name_or_path: str) -> str:
-    """A zoo short name -> its directory; anything else is returned as given (hub id/path)."""
+    """A zoo short name -> its directory; an existing path or a hub id is returned as given.
+
+    Anything else (a typo of a zoo name, a missing path, a hub id not in the cache while
+    ``HF_HUB_OFFLINE`` is set) raises :class:`ModelError` at once, naming the closest zoo
+    models, instead of a slow and puzzling failure in the hub client.
+    """
     if name_or_path in list_zoo():
         return str(ZOO / name_or_path)
+    catalog.check_model_name(name_or_path, ZOO)
     return name_or_path
 
 
