@@ -17,14 +17,14 @@ from pathlib import Path
 import torch
 
 import vlm_focus
-from vlm_focus.evaluate import run_evaluation
+from vlm_focus.runs import run_evaluation
 
 
 def _m(summary: dict, name: str, qtype: str | None = None) -> float:
     m = summary["metrics"].get(name)
     if m is None:
         return math.nan
-    ci = m["overall"] if qtype is None else m["per_qtype"].get(qtype)
+    ci = m["overall"] if qtype is None else m["per_category"].get(qtype)
     return ci["mean"] if ci and ci.get("mean") is not None else math.nan
 
 

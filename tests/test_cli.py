@@ -117,7 +117,7 @@ def test_catalogue_adapters_match_the_adapter_registry():
 
 
 def test_catalogue_choices_match_the_modules():
-    from vlm_focus import evaluate
+    from vlm_focus import runs
     from vlm_focus.baselines import BASELINES
     from vlm_focus.metrics.deletion_insertion import SCORES
     from vlm_focus.tokens import STRATEGIES
@@ -125,7 +125,20 @@ def test_catalogue_choices_match_the_modules():
     assert catalog.BASELINES == tuple(sorted(BASELINES))
     assert catalog.STRATEGIES == STRATEGIES
     assert catalog.METRIC_SCORES == SCORES
-    assert catalog.DATASETS == evaluate.DATASETS and catalog.EVAL_SEED == evaluate.EVAL_SEED
+    assert catalog.EVAL_SEED == runs.EVAL_SEED
+
+
+def test_catalogue_datasets_match_the_dataset_registry():
+    from vlm_focus import data
+    from vlm_focus.data import DATASETS, dataset_options
+
+    live = shipped(DATASETS)
+    fix = "; update vlm_focus/catalog.py DATASETS"
+    assert sorted(catalog.DATASETS) == sorted(live), f"registered {sorted(live)}{fix}"
+    assert set(catalog.DATASETS) <= set(data.list_datasets())
+    assert len(set(catalog.DATASETS)) == len(catalog.DATASETS) and catalog.DATASETS[0] == "shapes"
+    assert catalog.PROMPT_FORMATS == data.PROMPT_FORMATS
+    assert dataset_options("shapes")["seed"] == catalog.EVAL_SEED
 
 
 def test_catalogue_zoo_is_the_zoo_folder():

@@ -20,7 +20,8 @@ from scipy import ndimage
 
 import vlm_focus
 from vlm_focus.errors import DataError, ImageError, InputError
-from vlm_focus.evaluate import (
+from vlm_focus.explanation import Explanation
+from vlm_focus.runs import (
     METRICS,
     NO_IMAGE,
     format_table,
@@ -28,7 +29,6 @@ from vlm_focus.evaluate import (
     read_results,
     run_evaluation,
 )
-from vlm_focus.explanation import Explanation
 
 FAST = {
     "iterations": 1,
@@ -81,7 +81,7 @@ def test_run_writes_one_line_per_sample_heatmaps_and_summary(full_run):
     out, summary = full_run
     recs = lines(out)
     assert [r["id"] for r in recs] == [f"shapes-0-{i}" for i in range(4)]
-    assert [r["qtype"] for r in recs] == ["color", "shape", "count", "exist"]
+    assert [r["category"] for r in recs] == ["color", "shape", "count", "exist"]
     for r in recs:
         assert r["status"] == "ok" and r["seconds"] > 0 and isinstance(r["correct"], bool)
         assert r["selected_text"] and len(r["llr"]) == len(r["tokens"])
@@ -91,7 +91,7 @@ def test_run_writes_one_line_per_sample_heatmaps_and_summary(full_run):
     saved = json.loads((out / "summary.json").read_text())
     assert saved["n_samples"] == 4 and saved["n_ok"] == 4
     assert set(saved["metrics"]) == set(METRICS)
-    assert set(saved["metrics"]["deletion"]["per_qtype"]) == {"color", "shape", "count", "exist"}
+    assert set(saved["metrics"]["deletion"]["per_category"]) == {"color", "shape", "count", "exist"}
     overall = saved["metrics"]["insertion"]["overall"]
     assert overall["mean"] == pytest.approx(np.mean([r["insertion"] for r in recs]))
     assert overall["low"] < overall["mean"] < overall["high"]
@@ -115,13 +115,13 @@ def test_interrupted_then_resumed_run_has_every_sample_once_with_the_same_number
 
     monkeypatch.setattr(lens, "explain", flaky)
     with pytest.raises(KeyboardInterrupt):
-        run_evaluation(lens, limit=4, out=tmp_path, seed=0, progress=False)
+        run_evaluation(lens, "shapes", limit=4, out=tmp_path, seed=0, progress=False)
     assert len(lines(tmp_path)) == 2
     with open(tmp_path / "results.jsonl", "a") as f:  # a write cut off by the kill
         f.write('{"id": "shapes-0-2", "qtype": "co')
     monkeypatch.undo()
 
-    run_evaluation(lens, limit=4, out=tmp_path, seed=0, resume=True, progress=False)
+    run_evaluation(lens, "shapes", limit=4, out=tmp_path, seed=0, resume=True, progress=False)
     recs = lines(tmp_path)
     assert sorted(r["id"] for r in recs) == [f"shapes-0-{i}" for i in range(4)]
     reference = {r["id"]: r for r in lines(full_run[0])}
@@ -135,7 +135,7 @@ def test_existing_results_need_resume(full_run, lens):
     out, _ = full_run
     before = (out / "results.jsonl").read_bytes()
     with pytest.raises(InputError, match="--resume"):
-        run_evaluation(lens, limit=4, out=out, seed=0, progress=False)
+        run_evaluation(lens, "shapes", limit=4, out=out, seed=0, progress=False)
     assert (out / "results.jsonl").read_bytes() == before
 
 
@@ -148,7 +148,7 @@ def test_a_failing_sample_is_recorded_as_skipped_and_the_run_goes_on(lens, tmp_p
         return explain(image, question, answer)
 
     monkeypatch.setattr(lens, "explain", broken_image)
-    summary = run_evaluation(lens, limit=3, out=tmp_path, seed=0, progress=False)
+    summary = run_evaluation(lens, "shapes", limit=3, out=tmp_path, seed=0, progress=False)
     recs = lines(tmp_path)
     assert [r["status"] for r in recs] == ["ok", "skipped", "ok"]
     assert recs[1]["reason"] == "ImageError: image file is truncated"
@@ -184,7 +184,7 @@ def test_cli_evaluate(tiny_llava_dir, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "pointing_game" in out and "accuracy" in out
     recs = lines(tmp_path)
-    assert [(r["id"], r["qtype"]) for r in recs] == [("shapes-5-0", "color"), ("shapes-5-1", "shape")]
+    assert [(r["id"], r["category"]) for r in recs] == [("shapes-5-0", "color"), ("shapes-5-1", "shape")]
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["args"]["cli"]["option"][0] == "iterations=1"
     assert summary["args"]["lens_options"]["alpha"] == -100.0 and summary["args"]["qtypes"] == [
@@ -234,14 +234,14 @@ class FakeLens:
 def test_no_image_dependence_is_skipped_and_localisation_uses_the_evidence(tmp_path):
     from vlm_focus.data.shapes import make_sample
 
-    summary = run_evaluation(FakeLens(), limit=4, out=tmp_path, seed=1, progress=False)
+    summary = run_evaluation(FakeLens(), "shapes", limit=4, out=tmp_path, seed=1, progress=False)
     recs = lines(tmp_path)
     assert [r["status"] for r in recs] == ["ok", "ok", "skipped", "ok"]
     assert recs[2]["reason"] == NO_IMAGE and recs[2]["answer"] == "The x is red."
     # the heatmap marks every object alike: the evidence's share of the object pixels
     for r in (recs[0], recs[1], recs[3]):
         sample = make_sample(
-            1, r["index"], r["qtype"], min_objects=2 if r["qtype"] in ("color", "shape") else 1
+            1, r["index"], r["category"], min_objects=2 if r["category"] in ("color", "shape") else 1
         )
         objects = np.logical_or.reduce([o.mask for o in sample.objects])
         share = sample.evidence.sum() / objects.sum()
@@ -253,7 +253,7 @@ def test_no_image_dependence_is_skipped_and_localisation_uses_the_evidence(tmp_p
         assert r["pointing_game"] == pytest.approx(near[objects].mean())
     assert summary["skipped"]["by_reason"][NO_IMAGE] == {"count": 1, "share": 0.25}
     assert summary["accuracy"]["overall"]["n"] == 4
-    assert summary["metrics"]["deletion"]["per_qtype"]["count"]["n"] == 0
+    assert summary["metrics"]["deletion"]["per_category"]["count"]["n"] == 0
 
 
 def test_unexpected_errors_are_recorded_and_retried_on_resume(tmp_path):
@@ -262,29 +262,30 @@ def test_unexpected_errors_are_recorded_and_retried_on_resume(tmp_path):
 
     q1 = make_sample(0, 1, "shape", min_objects=2).question
     lens.fail = {q1: RuntimeError("CUDA out of memory")}
-    summary = run_evaluation(lens, limit=2, out=tmp_path, seed=0, progress=False)
+    summary = run_evaluation(lens, "shapes", limit=2, out=tmp_path, seed=0, progress=False)
     assert summary["errors"]["count"] == 1 and lines(tmp_path)[1]["status"] == "error"
     assert "CUDA out of memory" in lines(tmp_path)[1]["reason"]
     lens.fail, lens.calls = {}, 0
-    run_evaluation(lens, limit=3, out=tmp_path, seed=0, resume=True, progress=False)  # also extends the run
+    # also extends the run
+    run_evaluation(lens, "shapes", limit=3, out=tmp_path, seed=0, resume=True, progress=False)
     recs = lines(tmp_path)
     assert lens.calls == 2 and sorted(r["id"] for r in recs) == ["shapes-0-0", "shapes-0-1", "shapes-0-2"]
     assert [r["status"] for r in sorted(recs, key=lambda r: r["index"])] == ["ok", "ok", "skipped"]
 
 
 def test_resume_refuses_other_settings(tmp_path):
-    run_evaluation(FakeLens({"iterations": 5}), limit=1, out=tmp_path, seed=0, progress=False)
+    run_evaluation(FakeLens({"iterations": 5}), "shapes", limit=1, out=tmp_path, seed=0, progress=False)
     with pytest.raises(InputError, match="method_options"):
         run_evaluation(
-            FakeLens({"iterations": 9}), limit=2, out=tmp_path, seed=0, resume=True, progress=False
+            FakeLens({"iterations": 9}), "shapes", limit=2, out=tmp_path, seed=0, resume=True, progress=False
         )
     with pytest.raises(InputError, match="seed"):
         run_evaluation(
-            FakeLens({"iterations": 5}), limit=2, out=tmp_path, seed=1, resume=True, progress=False
+            FakeLens({"iterations": 5}), "shapes", limit=2, out=tmp_path, seed=1, resume=True, progress=False
         )
     lens = FakeLens({"iterations": 5})
     lens.options["batch_size"] = 2  # speed settings may change
-    run_evaluation(lens, limit=2, out=tmp_path, seed=0, resume=True, progress=False)
+    run_evaluation(lens, "shapes", limit=2, out=tmp_path, seed=0, resume=True, progress=False)
     assert len(lines(tmp_path)) == 2
 
 
@@ -302,11 +303,11 @@ def test_read_results_repairs_only_the_last_line(tmp_path):
 
 def test_bad_arguments(tmp_path):
     with pytest.raises(InputError, match="question type"):
-        run_evaluation(FakeLens(), limit=1, out=tmp_path, qtypes=["colour"])
-    with pytest.raises(InputError, match="dataset"):
-        run_evaluation(FakeLens(), dataset="mmvp", limit=1, out=tmp_path)
+        run_evaluation(FakeLens(), "shapes", limit=1, out=tmp_path, qtypes=["colour"])
+    with pytest.raises(DataError, match="unknown dataset"):
+        run_evaluation(FakeLens(), dataset="nope", limit=1, out=tmp_path)
     with pytest.raises(InputError, match="limit"):
-        run_evaluation(FakeLens(), limit=0, out=tmp_path)
+        run_evaluation(FakeLens(), "shapes", limit=0, out=tmp_path)
 
 
 # ----- a real kill ---------------------------------------------------------------------------

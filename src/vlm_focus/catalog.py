@@ -128,8 +128,19 @@ LENS_OPTIONS: dict[str, Any] = {
 BASELINES = ("blank", "blur", "noise")  # = sorted(vlm_focus.baselines.BASELINES)
 STRATEGIES = ("llr", "joint", "keywords")  # = vlm_focus.tokens.STRATEGIES
 METRIC_SCORES = ("prob", "logprob")  # = vlm_focus.metrics.deletion_insertion.SCORES
-DATASETS = ("shapes",)  # = vlm_focus.evaluate.DATASETS
-EVAL_SEED = 2026  # = vlm_focus.evaluate.EVAL_SEED
+# = vlm_focus.data.list_datasets() (as a set; shapes first, the CLI's default)
+DATASETS = (
+    "shapes",
+    "mmstar",
+    "cv-bench",
+    "mmvp",
+    "llava-bench",
+    "vqa-hat",
+    "hallusion-bench",
+    "files",
+)
+PROMPT_FORMATS = ("open", "mc")  # = vlm_focus.data.PROMPT_FORMATS
+EVAL_SEED = 2026  # = vlm_focus.runs.EVAL_SEED = the shapes dataset's default seed
 
 
 def list_methods() -> list[str]:

@@ -71,10 +71,8 @@ def build_processor(
     import transformers
 
     tv = has_torchvision()
-    ip_cls = getattr(
-        transformers, image_processor if (tv if fast is None else fast and tv) else image_processor + "Pil"
-    )
-    ip = ip_cls(**image_kwargs)
+    use_fast = tv and fast is not False
+    ip = getattr(transformers, image_processor if use_fast else image_processor + "Pil")(**image_kwargs)
     if tv:
         extra = {}
         if video_processor is not None:
