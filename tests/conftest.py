@@ -16,6 +16,26 @@ warnings.filterwarnings("ignore", message=".*requires torchvision.*")
 # the two cores are shared with other jobs.
 torch.set_num_threads(1)
 
+# `vlm-focus evaluate` arguments that make a run on a tiny or zoo model take seconds.
+FAST_CLI = [
+    "--alpha=-100",
+    "--max-new-tokens",
+    "4",
+    "--device",
+    "cpu",
+    "--no-progress",
+    "-O",
+    "iterations=1",
+    "-O",
+    "ig_iter=2",
+    "-O",
+    "size=8",
+    "-O",
+    "metric_steps=5",
+    "-O",
+    "metric_grid=8",
+]
+
 
 def _builders() -> dict:
     from functools import partial

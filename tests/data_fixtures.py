@@ -43,12 +43,22 @@ def _jsonl(path: Path, rows: list[dict]) -> None:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
 
 
-def _parquet(path: Path, rows: list[dict]) -> None:
+def _parquet(path: Path, rows: list[dict], types: dict | None = None) -> None:
+    """Rows to a parquet file; ``types`` fixes some columns' arrow types (``"image"`` is
+    always the Hugging Face ``Image`` struct ``{bytes: binary, path: string}``)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.Table.from_pylist(rows), path)
+    names = list(dict.fromkeys(k for r in rows for k in r))
+    fixed = {"image": pa.struct([("bytes", pa.binary()), ("path", pa.string())]), **(types or {})}
+    table = pa.Table.from_pylist(rows)
+    schema = pa.schema([(n, fixed.get(n, table.schema.field(n).type)) for n in names])
+    pq.write_table(pa.Table.from_pylist(rows, schema=schema), path)
+
+
+def _png(color: int) -> bytes:
+    return image(color=color, fmt="PNG")
 
 
 # ----- MMStar ----------------------------------------------------------------------------
@@ -174,36 +184,83 @@ def write_mmvp(dir: Path, index_column: str = "lndex") -> Path:
     return dir
 
 
+def write_mmvp_parquet(dir: Path, drop: str | None = None) -> Path:
+    """The Hugging Face snapshot (``lmms-lab-eval/MMVP``): ``data/train-00000-of-00001.parquet``
+    with ``Index`` (int32), ``Question``, ``Options``, ``Correct Answer`` and ``image``
+    (PNG bytes, the same colours as :func:`write_mmvp`); ``drop`` leaves a column out."""
+    import pyarrow as pa
+
+    rows = []
+    for k, (index, question, options, answer) in enumerate(MMVP_ROWS):
+        row = {
+            "Index": int(index),
+            "Question": question,
+            "Options": options,
+            "Correct Answer": answer,
+            "image": {"bytes": _png(k), "path": f"{index}.jpg"},
+        }
+        rows.append({c: v for c, v in row.items() if c != drop})
+    _parquet(dir / "data" / "train-00000-of-00001.parquet", rows, {"Index": pa.int32()})
+    return dir
+
+
 # ----- LLaVA-Bench (In-the-Wild) ---------------------------------------------------------
+LLAVA_QUESTIONS = [
+    {
+        "question_id": 0,
+        "image": "001.jpg",
+        "text": "What is the name of this famous sight?",
+        "category": "conv",
+    },
+    {
+        "question_id": 1,
+        "image": "001.jpg",
+        "text": "Describe this photo in detail.",
+        "category": "detail",
+    },
+    {"question_id": 2, "image": "002.jpg", "text": "Why is this scene unusual?", "category": "complex"},
+]
+LLAVA_CAPTIONS = {"001.jpg": "A tower at dusk."}
+
+
 def write_llava_bench(dir: Path) -> Path:
-    questions = [
-        {
-            "question_id": 0,
-            "image": "001.jpg",
-            "text": "What is the name of this famous sight?",
-            "category": "conv",
-        },
-        {
-            "question_id": 1,
-            "image": "001.jpg",
-            "text": "Describe this photo in detail.",
-            "category": "detail",
-        },
-        {"question_id": 2, "image": "002.jpg", "text": "Why is this scene unusual?", "category": "complex"},
-    ]
     answers = [
         {
             "question_id": q["question_id"],
             "text": f"Reference answer {q['question_id']}.",
             "model_id": "gpt-4",
         }
-        for q in questions
+        for q in LLAVA_QUESTIONS
     ]
-    _jsonl(dir / "questions.jsonl", questions)
+    _jsonl(dir / "questions.jsonl", LLAVA_QUESTIONS)
     _jsonl(dir / "answers_gpt4.jsonl", answers)
-    _jsonl(dir / "context.jsonl", [{"id": "a", "image": "001.jpg", "caption": "A tower at dusk."}])
+    _jsonl(dir / "context.jsonl", [{"id": "a", "image": k, "caption": v} for k, v in LLAVA_CAPTIONS.items()])
     image(dir / "images" / "001.jpg", color=0, fmt="JPEG")
     image(dir / "images" / "002.jpg", color=1, fmt="JPEG")
+    return dir
+
+
+def write_llava_bench_parquet(dir: Path, drop: str | None = None) -> Path:
+    """The Hugging Face snapshot (``lmms-lab/llava-bench-in-the-wild``):
+    ``data/train-00000-of-00001.parquet`` with ``question_id`` (int8), ``question``,
+    ``image`` (PNG bytes), ``caption``, ``gpt_answer``, ``category``, ``image_id``: the
+    content of :func:`write_llava_bench`; ``drop`` leaves a column out."""
+    import pyarrow as pa
+
+    rows = []
+    for q in LLAVA_QUESTIONS:
+        name = q["image"]
+        row = {
+            "question_id": q["question_id"],
+            "question": q["text"],
+            "image": {"bytes": _png(int(name[:3]) - 1), "path": name},
+            "caption": LLAVA_CAPTIONS.get(name),
+            "gpt_answer": f"Reference answer {q['question_id']}.",
+            "category": q["category"],
+            "image_id": name.split(".")[0],
+        }
+        rows.append({c: v for c, v in row.items() if c != drop})
+    _parquet(dir / "data" / "train-00000-of-00001.parquet", rows, {"question_id": pa.int8()})
     return dir
 
 
@@ -339,6 +396,27 @@ def write_hallusion_bench(dir: Path) -> Path:
     return dir
 
 
+def write_hallusion_bench_parquet(dir: Path, drop: str | None = None, non_image: bool = True) -> Path:
+    """The Hugging Face snapshot (``lmms-lab/HallusionBench``): the entries of
+    :data:`HALLUSION_ENTRIES` with an image in ``data/image-00000-of-00001.parquet`` (PNG
+    bytes, the same colours as :func:`write_hallusion_bench`), those without in
+    ``data/non_image-00000-of-00001.parquet`` (``image`` null) unless ``non_image`` is
+    false; ``drop`` leaves a column out of both."""
+    with_image, without = [], []
+    for e in HALLUSION_ENTRIES:
+        if e["visual_input"] == "0":
+            without.append({**e, "image": None})
+        else:
+            color = 0 if e["subcategory"] == "ocr" else 1
+            with_image.append({**e, "image": {"bytes": _png(color), "path": e["filename"].split("/")[-1]}})
+    for name, rows in (("image", with_image), ("non_image", without)):
+        if name == "non_image" and not non_image:
+            continue
+        rows = [{c: v for c, v in r.items() if c != drop} for r in rows]
+        _parquet(dir / "data" / f"{name}-00000-of-00001.parquet", rows)
+    return dir
+
+
 # ----- the user's own files --------------------------------------------------------------
 def write_files(dir: Path) -> Path:
     """``questions.jsonl`` with images under ``imgs/``: a short answer, a multiple-choice
@@ -375,6 +453,12 @@ WRITERS: dict[str, Callable[[Path], Path]] = {
     "hallusion-bench": write_hallusion_bench,
     "files": write_files,
     "shapes": write_shapes,
+}
+# The Hugging Face parquet snapshots, for the datasets whose loader also reads one.
+PARQUET_WRITERS: dict[str, Callable[[Path], Path]] = {
+    "mmvp": write_mmvp_parquet,
+    "llava-bench": write_llava_bench_parquet,
+    "hallusion-bench": write_hallusion_bench_parquet,
 }
 OPTIONS: dict[str, dict] = {"shapes": {"limit": 8}}
 SIZES: dict[str, int] = {

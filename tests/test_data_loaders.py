@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 from data_fixtures import (
     HALLUSION_ENTRIES,
+    PALETTE,
+    PARQUET_WRITERS,
     SIZES,
     VQAHAT_IMAGE_SIZE,
     WRITERS,
@@ -20,9 +22,12 @@ from data_fixtures import (
     write_cv_bench,
     write_files,
     write_hallusion_bench,
+    write_hallusion_bench_parquet,
     write_llava_bench,
+    write_llava_bench_parquet,
     write_mmstar,
     write_mmvp,
+    write_mmvp_parquet,
     write_vqa_hat,
 )
 from PIL import Image
@@ -461,6 +466,137 @@ def test_hallusion_bench_bad_entries_named(tmp_path):
     (root / "HallusionBench.json").write_text(json.dumps(entries))
     with pytest.raises(DataError, match=r"entry 1: image path '/etc/hostname' leaves the data folder"):
         get_dataset("hallusion-bench", root)
+
+
+# ----- Hugging Face parquet snapshots (MMVP, LLaVA-Bench, HallusionBench) -----------------
+def _comparable(sample: Sample) -> dict:
+    """A sample's record without what depends on where the image comes from."""
+    record = sample.to_record()
+    record.pop("image_path")
+    record["extras"].pop("image_id", None)  # a parquet-only column
+    return record
+
+
+@pytest.mark.parametrize("name", sorted(PARQUET_WRITERS))
+@pytest.mark.parametrize("prompt_format", ["open", "mc"])
+def test_parquet_snapshot_gives_the_original_samples(name, prompt_format, tmp_path):
+    original = get_dataset(name, WRITERS[name](tmp_path / "original"), prompt_format=prompt_format)
+    root = PARQUET_WRITERS[name](tmp_path / "snapshot")
+    snapshot = get_dataset(name, root, prompt_format=prompt_format)
+    assert snapshot.ids() == original.ids() and len(snapshot) == SIZES[name]
+    assert snapshot.skipped == original.skipped
+    for a, b in zip(original, snapshot):
+        assert _comparable(b) == _comparable(a)
+        assert b.image_path is None and b.image_loader is not None  # from the parquet bytes
+        img = b.load_image()
+        assert img.mode == "RGB" and img.size == a.load_image().size
+        assert img.getpixel((10, 10)) in PALETTE
+        assert grade(b.answer or "", b) == grade(a.answer or "", a)
+    assert [s.id for s in get_dataset(name, root, limit=2)] == original.ids()[:2]
+
+
+@pytest.mark.parametrize("name", sorted(PARQUET_WRITERS))
+def test_parquet_snapshot_original_layout_preferred(name, tmp_path):
+    root = PARQUET_WRITERS[name](WRITERS[name](tmp_path))  # both layouts in one folder
+    ds = get_dataset(name, root)
+    assert all(s.image_path is not None and s.image_loader is None for s in ds)
+
+
+@pytest.mark.parametrize("name", sorted(PARQUET_WRITERS))
+def test_parquet_snapshot_none_found_names_both_layouts(name, tmp_path):
+    original = {
+        "mmvp": "Questions.csv",
+        "llava-bench": "questions.jsonl",
+        "hallusion-bench": "HallusionBench",
+    }
+    with pytest.raises(DataError, match=rf"{original[name]}.*parquet"):
+        get_dataset(name, tmp_path)
+
+
+def test_mmvp_parquet_pairs_and_images(tmp_path):
+    ds = get_dataset("mmvp", write_mmvp_parquet(tmp_path))
+    assert ds.ids() == ["1", "2", "3", "4"] and ds.pairs() == [("1", "2"), ("3", "4")]
+    assert [s.extras["pair"] for s in ds] == [1, 1, 2, 2]
+    assert ds.get("3").answer == "Right" and ds.get("3").answer_letter == "B"
+    assert ds.get("2").load_image().getpixel((10, 10)) == PALETTE[1]
+
+
+@pytest.mark.parametrize("column", ["Index", "Question", "Options", "Correct Answer", "image"])
+def test_mmvp_parquet_missing_column_named(tmp_path, column):
+    what = "index column" if column == "Index" else f"column '{column}'"
+    with pytest.raises(DataError, match=rf"train-00000-of-00001\.parquet: missing {what}"):
+        get_dataset("mmvp", write_mmvp_parquet(tmp_path, drop=column))
+
+
+def test_mmvp_parquet_bad_answer_named(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    root = write_mmvp_parquet(tmp_path)
+    path = root / "data" / "train-00000-of-00001.parquet"
+    table = pq.read_table(path)
+    rows = table.to_pylist()
+    rows[2]["Correct Answer"] = "(c)"
+    pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), path)
+    ds = get_dataset("mmvp", root)
+    with pytest.raises(DataError, match=r"train-00000-of-00001\.parquet, row 2.*'\(c\)'"):
+        ds.get("3")
+
+
+def test_llava_bench_parquet_free_form(tmp_path):
+    ds = get_dataset("llava-bench", write_llava_bench_parquet(tmp_path))
+    s = ds.get("0")
+    assert s.answer_kind == "free" and s.answer == "Reference answer 0." and s.category == "conv"
+    assert s.extras == {"image": "001.jpg", "image_id": "001", "caption": "A tower at dusk."}
+    assert "caption" not in ds.get("2").extras
+    assert ds.get("2").load_image().getpixel((10, 10)) == PALETTE[1]
+    assert grade("anything", s) == (None, "free")
+    # without the reference answers the questions still read
+    bare = get_dataset("llava-bench", write_llava_bench_parquet(tmp_path / "bare", drop="gpt_answer"))
+    assert [x.answer for x in bare] == [None, None, None]
+
+
+@pytest.mark.parametrize("column", ["question_id", "question", "image"])
+def test_llava_bench_parquet_missing_column_named(tmp_path, column):
+    with pytest.raises(DataError, match=rf"train-00000-of-00001\.parquet: missing column '{column}'"):
+        get_dataset("llava-bench", write_llava_bench_parquet(tmp_path, drop=column))
+
+
+def test_hallusion_bench_parquet_skips_the_non_image_split(tmp_path):
+    ds = get_dataset("hallusion-bench", write_hallusion_bench_parquet(tmp_path / "a"))
+    assert ds.ids() == ["VD_ocr_0_0_0", "VD_ocr_0_0_1", "VS_chart_1_1_0"]
+    assert ds.skipped == {"no image (visual_input 0)": 1}
+    assert [s.answer for s in ds] == ["yes", "no", "yes"]
+    assert ds.get("VS_chart_1_1_0").load_image().getpixel((10, 10)) == PALETTE[1]
+    # the image split alone: nothing to skip
+    alone = get_dataset("hallusion-bench", write_hallusion_bench_parquet(tmp_path / "b", non_image=False))
+    assert alone.ids() == ds.ids() and alone.skipped == {}
+
+
+@pytest.mark.parametrize("column", ["gt_answer", "figure_id", "image"])
+def test_hallusion_bench_parquet_missing_column_named(tmp_path, column):
+    with pytest.raises(DataError, match=rf"image-00000-of-00001\.parquet: missing column '{column}'"):
+        get_dataset("hallusion-bench", write_hallusion_bench_parquet(tmp_path, drop=column))
+
+
+def test_hallusion_bench_parquet_bad_answer_and_empty_image_named(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    root = write_hallusion_bench_parquet(tmp_path)
+    path = root / "data" / "image-00000-of-00001.parquet"
+    table = pq.read_table(path)
+    rows = table.to_pylist()
+    rows[1]["gt_answer"] = "maybe"
+    pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), path)
+    with pytest.raises(DataError, match=r"image-00000-of-00001\.parquet, row 1: field 'gt_answer'"):
+        get_dataset("hallusion-bench", root)
+    rows[1]["gt_answer"] = "0"
+    rows[1]["image"] = None
+    pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), path)
+    ds = get_dataset("hallusion-bench", root)  # the index still reads
+    with pytest.raises(DataError, match=r"row 1: field 'image' is empty"):
+        ds.get("VD_ocr_0_0_1")
 
 
 # ----- the user's files ------------------------------------------------------------------

@@ -16,6 +16,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from conftest import FAST_CLI
 from scipy import ndimage
 
 import vlm_focus
@@ -39,24 +40,6 @@ FAST = {
     "metric_grid": 8,
     "max_new_tokens": 4,
 }
-FAST_CLI = [
-    "--alpha=-100",
-    "--max-new-tokens",
-    "4",
-    "--device",
-    "cpu",
-    "--no-progress",
-    "-O",
-    "iterations=1",
-    "-O",
-    "ig_iter=2",
-    "-O",
-    "size=8",
-    "-O",
-    "metric_steps=5",
-    "-O",
-    "metric_grid=8",
-]
 
 
 @pytest.fixture(scope="module")

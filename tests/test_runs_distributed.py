@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import FAST_CLI
 
 from vlm_focus.cli import main
 from vlm_focus.runs.shards import owner
@@ -23,24 +24,6 @@ from vlm_focus.runs.store import read_results, shard_files
 
 LIMIT = 6
 SEED = 0  # shapes-0-0..5: three ids on each of 2 ranks
-FAST = [
-    "--alpha=-100",
-    "--max-new-tokens",
-    "4",
-    "--device",
-    "cpu",
-    "--no-progress",
-    "-O",
-    "iterations=1",
-    "-O",
-    "ig_iter=2",
-    "-O",
-    "size=8",
-    "-O",
-    "metric_steps=5",
-    "-O",
-    "metric_grid=8",
-]
 COMPARED = ("id", "index", "category", "question", "status", "answer", "correct", "tokens", "selected")
 NUMBERS = (
     "llr",
@@ -64,7 +47,7 @@ def command(model: Path, out: Path, limit: int = LIMIT) -> list[str]:
         str(SEED),
         "--out",
         str(out),
-        *FAST,
+        *FAST_CLI,
     ]
 
 

@@ -79,13 +79,16 @@ class Lens:
         answer_ids: Sequence[int] | None = None,
         selected: Sequence[int] | None = None,
         metrics: bool | None = None,
+        per_token: bool = False,
     ) -> Explanation:
         """Explain the model's answer to ``question`` about ``image``.
 
         ``answer`` / ``answer_ids``: explain this answer (text or token ids) instead of
         generating one. ``selected``: explain these token indices instead of selecting by
         LLR (the LLRs are still computed and reported). ``metrics``: override the lens's
-        deletion/insertion setting for this call.
+        deletion/insertion setting for this call. ``per_token``: also one map per selected
+        token (``Explanation.token_maps``; nearly free for forward-only methods such as
+        ``tam``, one optimisation per token for ``igos++``).
         """
         if not isinstance(question, str) or not question.strip():
             raise InputError("the question is empty")
@@ -151,6 +154,7 @@ class Lens:
                 "method_options": self.method.options,
                 "answer_given": answer is not None or answer_ids is not None,
                 "selected_given": selected is not None,
+                "per_token": per_token,
             },
         )
         if not chosen:
@@ -181,6 +185,10 @@ class Lens:
             result.scores.update(deletion=curves["deletion_auc"], insertion=curves["insertion_auc"])
             result.curves = {k: curves[k] for k in ("x", "deletion", "insertion")}
             lap("metrics")
+        if per_token:
+            maps = self.method.token_maps(target, pixels, base)
+            result.token_maps = {t: to_image_grid(m, img.height, img.width) for t, m in zip(chosen, maps)}
+            lap("token_maps")
         result.heatmap = to_image_grid(heat, img.height, img.width)
         timings["total"] = round(sum(timings.values()), 4)
         return result

@@ -24,6 +24,12 @@ def add_explain_parser(subparsers: Any) -> argparse.ArgumentParser:
     g.add_argument("--question", required=True, help="question about the image")
     g.add_argument("--answer", default=None, help="explain this answer instead of generating one")
     g.add_argument("--out", default=Path("vlm-focus-out"), type=Path, help="output directory")
+    g.add_argument(
+        "--per-token",
+        action="store_true",
+        help="also one map per image-dependent token (token_maps.npz, drawn in the report); "
+        "nearly free for tam, one optimisation per token for igos++",
+    )
     add_model_args(p)
     p.set_defaults(func=cmd_explain)
     return p
@@ -33,7 +39,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     check_image(args.image)  # before loading a model for nothing
     check_model_args(args)
     lens = lens_from_args(args)
-    ex = lens.explain(args.image, args.question, answer=args.answer)
+    ex = lens.explain(args.image, args.question, answer=args.answer, per_token=args.per_token)
     out = ex.save(args.out)
     print(f"question: {ex.question}")
     print(f"answer:   {ex.answer}")

@@ -90,6 +90,16 @@ class Method:
         """Heatmap ``[H, W]`` in [0, 1] for ``pixels``/``baseline`` ``[3, H, W]``."""
         raise NotImplementedError
 
+    def token_maps(self, target: Target, pixels: torch.Tensor, baseline: torch.Tensor) -> torch.Tensor:
+        """One heatmap per selected token, ``[K, H, W]`` in ``target.selected`` order: here one
+        :meth:`explain` of each token's own score ``log P_t`` (an optimisation per token for
+        iGOS++); forward-only methods override it to read all tokens from one pass."""
+        maps = [
+            self.explain(Target(target.scorer, [t], target.adapter), pixels, baseline)
+            for t in target.selected
+        ]
+        return torch.stack(maps)
+
 
 def normalize_map(h: torch.Tensor) -> torch.Tensor:
     """Scale to [0, 1] (a constant map becomes zeros)."""

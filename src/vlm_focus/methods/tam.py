@@ -239,8 +239,11 @@ class TAM(Method):
         first = int(image.nonzero().max()) + 1 if self.options["context"] == "question" else 0
         return [p for p in range(first, start) if not bool(image[p]) and int(token_ids[p]) not in special]
 
-    def token_maps(self, target: Target, pixels: torch.Tensor) -> torch.Tensor:
-        """One heatmap per selected token, ``[K, H, W]`` in [0, 1] (``target.selected`` order)."""
+    def token_maps(
+        self, target: Target, pixels: torch.Tensor, baseline: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """One heatmap per selected token, ``[K, H, W]`` in [0, 1] (``target.selected`` order),
+        all from one forward pass (``baseline`` is not used)."""
         values = self.token_values(target, pixels)
         adapter = target.adapter
         o = self.options

@@ -5,7 +5,7 @@ pyplot is never used, so everything is headless and thread-safe.
 """
 
 from .overlay import heat_rgba, overlay_figure, save_overlay
-from .plots import curves_figure, llr_figure
+from .plots import curves_figure, llr_figure, token_maps_figure
 from .report import figure_to_base64_png, render_report, save_report, tokens_html
 
 __all__ = [
@@ -17,5 +17,6 @@ __all__ = [
     "render_report",
     "save_overlay",
     "save_report",
+    "token_maps_figure",
     "tokens_html",
 ]

@@ -1,4 +1,4 @@
-"""Per-token log-likelihood-ratio bar charts and deletion/insertion curves.
+"""Per-token log-likelihood-ratio bar charts, deletion/insertion curves, per-token maps.
 
 Both functions return :class:`matplotlib.figure.Figure` objects on an Agg canvas (no
 pyplot state), ready for ``fig.savefig`` or :func:`vlm_focus.viz.report.figure_to_base64_png`.
@@ -12,6 +12,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
+from PIL import Image
 
 from .overlay import SELECTED_COLOR, printable
 
@@ -120,4 +121,39 @@ def curves_figure(curves: Mapping[str, Sequence[float]] | None, scores: Mapping[
     ax.grid(alpha=0.3)
     ax.spines[["top", "right"]].set_visible(False)
     fig.tight_layout()
+    return fig
+
+
+def token_maps_figure(
+    image: Image.Image | np.ndarray,
+    token_maps: Mapping[int, np.ndarray],
+    tokens: Sequence[str],
+    cmap: str = "jet",
+    alpha_max: float = 0.6,
+    columns: int = 4,
+) -> Figure:
+    """Small multiples: the image with each selected token's own map over it, the token as
+    the panel's title, in answer order, with one colour bar (each map scaled to [0, 1])."""
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
+    from .overlay import _as_rgb_array, heat_rgba
+
+    rgb = _as_rgb_array(image)
+    order = sorted(token_maps)
+    cols = max(1, min(columns, len(order)))
+    rows = max(1, -(-len(order) // cols))
+    aspect = rgb.shape[0] / max(1, rgb.shape[1])
+    fig = Figure(figsize=(2.2 * cols + 0.8, 2.2 * aspect * rows + 0.5), dpi=100)
+    FigureCanvasAgg(fig)
+    for k, t in enumerate(order):
+        ax = fig.add_subplot(rows, cols, k + 1)
+        ax.imshow(rgb)
+        ax.imshow(heat_rgba(token_maps[t], cmap, alpha_max))
+        label = _token_label(tokens[t]) if 0 <= t < len(tokens) else f"#{t}"
+        ax.set_title(f"{label} (token {t})", fontsize=10, color=SELECTED_COLOR)
+        ax.set_axis_off()
+    if order:
+        bar = fig.colorbar(ScalarMappable(Normalize(0, 1), cmap), ax=fig.axes, fraction=0.03, pad=0.02)
+        bar.set_label("heat (per map)")
     return fig

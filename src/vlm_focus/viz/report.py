@@ -19,7 +19,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from .overlay import SELECTED_COLOR, overlay_figure
-from .plots import curves_figure, llr_figure
+from .plots import curves_figure, llr_figure, token_maps_figure
 
 _MAX_CELL_CHARS = 300
 
@@ -158,6 +158,15 @@ def render_report(ex: Any) -> str:
     if image is not None:
         fig = overlay_figure(image, heatmap, question, tokens, selected, dpi=110)
         sections.append(f"<section><h2>Where the model looks</h2>{_img(fig, 'heatmap overlay')}</section>")
+
+    token_maps = getattr(ex, "token_maps", None) or {}
+    if image is not None and token_maps:
+        fig = token_maps_figure(image, token_maps, tokens)
+        sections.append(
+            "<section><h2>Per-token maps</h2>"
+            '<p class="note">Each image-dependent token explained on its own (its log-probability).</p>'
+            f"{_img(fig, 'one heatmap per token')}</section>"
+        )
 
     answer_html = tokens_html(tokens, selected, llr) if tokens else escape(answer)
     first = tokens[0] if tokens else answer
