@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 import time
 import warnings
 from collections.abc import Sequence
@@ -22,16 +24,33 @@ from .baselines import make_baseline
 from .errors import InputError
 from .explanation import Explanation
 from .images import ImageLike, load_image, to_tensor
-from .methods import Target, get_method
+from .methods import Method, Target, get_method
 from .metrics import deletion_insertion, score_fn
 from .models.base import Adapter
 from .tokens import select_tokens
 
 BASELINE_MAX_PROB = 0.05  # the paper keeps samples whose selected tokens fall below 5 %
+MIN_WORKING_SIZE = 16  # smaller working grids leave a few pixels: nothing left to explain
+MAX_WORKING_SIZE = 8192
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, numbers.Integral) and not isinstance(x, bool)
+
+
+def _positive_int(name: str, value: Any, lo: int = 1, hi: int | None = None) -> int:
+    if not _is_int(value) or value < lo or (hi is not None and value > hi):
+        span = f"an int >= {lo}" if hi is None else f"an int in [{lo}, {hi}]"
+        raise InputError(f"{name} must be {span}, got {value!r}")
+    return int(value)
 
 
 class Lens:
     """A model adapter, a heatmap method and the pipeline options."""
+
+    #: Longest question accepted, in characters (a denial-of-service guard); set it on the
+    #: class or on one lens (``lens.max_question_chars = 20_000``) to allow longer ones.
+    max_question_chars: int = 4000
 
     def __init__(
         self,
@@ -51,8 +70,16 @@ class Lens:
         metric_grid: int = 32,
         **method_options: Any,
     ) -> None:
-        self.adapter = adapter
-        self.method = get_method(method, **method_options)
+        if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not math.isfinite(alpha):
+            raise InputError(f"alpha must be a finite number (the LLR threshold), got {alpha!r}")
+        if working_size is not None:
+            _positive_int("working_size", working_size, MIN_WORKING_SIZE, MAX_WORKING_SIZE)
+        _positive_int("max_new_tokens", max_new_tokens)
+        _positive_int("batch_size", batch_size)
+        _positive_int("metric_steps", metric_steps)
+        _positive_int("metric_grid", metric_grid)
+        self.adapter: Adapter = adapter
+        self.method: Method = get_method(method, **method_options)
         self.options: dict[str, Any] = {
             "alpha": alpha,
             "strategy": strategy,
@@ -67,6 +94,32 @@ class Lens:
             "metric_steps": metric_steps,
             "metric_grid": metric_grid,
         }
+
+    def _check_question(self, question: str) -> None:
+        """Refuse, before any generation, a question that cannot be encoded or is too long."""
+        try:
+            question.encode("utf-8")
+        except UnicodeEncodeError as e:
+            raise InputError(
+                f"the question holds a character that is not valid Unicode text at position {e.start} "
+                "(a lone surrogate?)"
+            ) from None
+        limit = _positive_int("max_question_chars", self.max_question_chars)
+        if len(question) > limit:
+            raise InputError(
+                f"the question is {len(question):,} characters long, over max_question_chars={limit:,}"
+            )
+        context = _context_length(self.adapter)
+        if context is None:
+            return
+        try:
+            n = len(self.adapter.tokenizer(question, add_special_tokens=False)["input_ids"])
+        except Exception:  # a tokenizer without this call: leave the check to the model
+            return
+        if n >= context:
+            raise InputError(
+                f"the question is {n:,} tokens long, beyond the model's context of {context:,} tokens"
+            )
 
     def __repr__(self) -> str:
         return f"Lens(model={self.adapter.name!r}, method={self.method.name!r})"
@@ -93,6 +146,7 @@ class Lens:
         if not isinstance(question, str) or not question.strip():
             raise InputError("the question is empty")
         o = self.options
+        self._check_question(question)
         t0 = time.perf_counter()
         timings: dict[str, float] = {}
 
@@ -125,7 +179,7 @@ class Lens:
                 llr, o["alpha"], o["strategy"], tokens, answer_text, o["drop_first"], o["drop_stopwords"]
             )
         else:
-            chosen = [int(t) for t in selected]
+            chosen = _selected_indices(selected)
             if any(not 0 <= t < len(tokens) for t in chosen):
                 raise InputError(
                     f"selected token indices {chosen} out of range for {len(tokens)} answer tokens"
@@ -192,6 +246,33 @@ class Lens:
         result.heatmap = to_image_grid(heat, img.height, img.width)
         timings["total"] = round(sum(timings.values()), 4)
         return result
+
+
+def _selected_indices(selected: Sequence[int]) -> list[int]:
+    if isinstance(selected, (str, bytes)):
+        raise InputError(f"selected must be a sequence of token indices (ints), got {selected!r}")
+    try:
+        items = list(selected)
+    except TypeError:
+        raise InputError(f"selected must be a sequence of token indices (ints), got {selected!r}") from None
+    bad = [t for t in items if not _is_int(t)]
+    if bad:
+        raise InputError(f"selected token indices must be ints, got {bad!r}")
+    chosen = [int(t) for t in items]
+    if len(set(chosen)) != len(chosen):
+        dup = sorted({t for t in chosen if chosen.count(t) > 1})
+        raise InputError(f"selected token indices {dup} are given more than once")
+    return chosen
+
+
+def _context_length(adapter: Adapter) -> int | None:
+    """``max_position_embeddings`` of the model's text config, when it declares one."""
+    config = getattr(getattr(adapter, "model", None), "config", None)
+    if config is None:
+        return None
+    text = getattr(config, "text_config", None) or config
+    n = getattr(text, "max_position_embeddings", None)
+    return int(n) if isinstance(n, int) and not isinstance(n, bool) and n > 0 else None
 
 
 def to_image_grid(heat: torch.Tensor, height: int, width: int) -> np.ndarray:

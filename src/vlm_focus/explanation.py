@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import stat
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,6 +14,7 @@ import numpy as np
 from PIL import Image
 
 from .errors import InputError
+from .files import atomic_path, atomic_write_bytes, atomic_write_text
 
 FORMAT_VERSION = 1
 
@@ -69,43 +72,92 @@ class Explanation:
     def save(self, directory: str | Path, figures: bool = True) -> Path:
         """Write ``explanation.json``, ``heatmap.npy``, ``token_maps.npz`` (per-token maps, if
         any), ``image.png``, ``overlay.png`` and ``report.html`` (the last two when ``figures``)
-        to ``directory``."""
+        to ``directory``.
+
+        Each file is written to a temporary file in ``directory`` and moved into place
+        (``os.replace``): a crash never leaves a half-written file, and a symbolic link that
+        sits in ``directory`` under one of these names is *replaced* by the new file, never
+        written through (the file it pointed to is left as it was)."""
         out = Path(directory)
-        out.mkdir(parents=True, exist_ok=True)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise InputError(f"cannot create the output folder {out}: {e.strerror or e}") from None
+        if not out.is_dir():
+            raise InputError(f"the output path {out} is not a folder")
         if self.heatmap is not None:
-            np.save(out / "heatmap.npy", self.heatmap.astype(np.float32), allow_pickle=False)
+            buf = io.BytesIO()
+            np.save(buf, np.asarray(self.heatmap, dtype=np.float32), allow_pickle=False)
+            atomic_write_bytes(out / "heatmap.npy", buf.getvalue())
         if self.token_maps:
             maps = {f"token_{t}": np.asarray(m, dtype=np.float32) for t, m in self.token_maps.items()}
-            np.savez_compressed(out / "token_maps.npz", **maps)  # type: ignore[arg-type]  # numpy stubs: kwargs can be arrays
+            buf = io.BytesIO()
+            np.savez_compressed(buf, **maps)  # type: ignore[arg-type]  # numpy stubs: kwargs can be arrays
+            atomic_write_bytes(out / "token_maps.npz", buf.getvalue())
         if self.image is not None:
-            self.image.save(out / "image.png")
-        (out / "explanation.json").write_text(json.dumps(self.to_dict(), indent=2, default=_json_default))
+            buf = io.BytesIO()
+            self.image.save(buf, format="PNG")
+            atomic_write_bytes(out / "image.png", buf.getvalue())
+        text = json.dumps(self.to_dict(), indent=2, default=_json_default)
+        atomic_write_text(out / "explanation.json", text)
         if figures and self.image is not None:
             from .viz import save_overlay
 
-            save_overlay(out / "overlay.png", *self._overlay_args(), title=self._title())
-            (out / "report.html").write_text(self.to_html())
+            with atomic_path(out / "overlay.png") as tmp:
+                save_overlay(tmp, *self._overlay_args(), title=self._title())
+            atomic_write_text(out / "report.html", self.to_html())
         return out
 
     @classmethod
     def load(cls, directory: str | Path) -> Explanation:
-        """Read an explanation written by :meth:`save` (no pickle involved)."""
+        """Read an explanation written by :meth:`save` (no pickle involved).
+
+        The ``heatmap`` / ``image`` / ``token_maps`` entries must be plain file names of
+        regular files inside ``directory`` (no paths, no links); anything else, and any
+        missing, corrupt or mistyped content, raises :class:`InputError` naming the problem."""
         d = Path(directory)
-        path = d / "explanation.json"
-        if not path.exists():
-            raise InputError(f"no explanation.json in {d}")
-        data = json.loads(path.read_text())
-        heat = np.load(d / data["heatmap"], allow_pickle=False) if data.get("heatmap") else None
+        if not d.is_dir():
+            raise InputError(f"{d} is not a folder holding an explanation")
+        path = _member(d, "explanation.json", "explanation.json")
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as e:
+            raise InputError(f"{path}: not valid JSON ({e})") from None
+        if not isinstance(data, dict):
+            raise InputError(f"{path}: expected a JSON object, got {type(data).__name__}")
+        _check_types(path, data)
+        heat = None
+        if data.get("heatmap"):
+            heat_path = _member(d, data["heatmap"], "heatmap")
+            heat = _load_array(heat_path)
+            if heat.ndim != 2:
+                raise InputError(f"{heat_path}: the heatmap must be 2-D, got shape {list(heat.shape)}")
         token_maps: dict[int, np.ndarray] = {}
         if data.get("token_maps"):
-            with np.load(d / data["token_maps"], allow_pickle=False) as z:
-                token_maps = {int(t): z[f"token_{t}"] for t in data.get("token_map_tokens", [])}
+            maps_path = _member(d, data["token_maps"], "token_maps")
+            wanted = data.get("token_map_tokens", [])
+            if not isinstance(wanted, list) or not all(_is_int(t) for t in wanted):
+                raise InputError(f"{path}: token_map_tokens must be a list of ints")
+            try:
+                with np.load(maps_path, allow_pickle=False) as z:
+                    token_maps = {int(t): np.asarray(z[f"token_{t}"]) for t in wanted}
+            except KeyError as e:
+                raise InputError(f"{maps_path}: no map for {e}") from None
+            except (OSError, ValueError, EOFError) as e:
+                raise InputError(f"{maps_path}: not a readable .npz file ({e})") from None
         image = None
         if data.get("image"):
-            with Image.open(d / data["image"]) as im:
-                image = im.convert("RGB")
+            image_path = _member(d, data["image"], "image")
+            try:
+                with Image.open(image_path) as im:
+                    image = im.convert("RGB")
+            except (OSError, ValueError, SyntaxError) as e:
+                raise InputError(f"{image_path}: not a readable image ({e})") from None
         arrays = ("heatmap", "image", "token_maps")
         fields = {k: data[k] for k in cls.__dataclass_fields__ if k in data and k not in arrays}
+        missing = sorted(set(_FIELD_TYPES) - set(fields))
+        if missing:
+            raise InputError(f"{path}: missing field(s) {missing}")
         return cls(heatmap=heat, image=image, token_maps=token_maps, **fields)
 
     # ----- showing --------------------------------------------------------------------
@@ -153,3 +205,76 @@ def _json_default(o):
     if isinstance(o, (Path,)):
         return str(o)
     return str(o)
+
+
+_FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "model": (str,),
+    "method": (str,),
+    "question": (str,),
+    "answer": (str,),
+    "tokens": (list,),
+    "token_ids": (list,),
+    "logprob": (list,),
+    "logprob_baseline": (list,),
+    "llr": (list,),
+    "selected": (list,),
+    "alpha": (int, float),
+}
+_OPTIONAL_TYPES: dict[str, tuple[type, ...]] = {
+    "scores": (dict,),
+    "curves": (dict,),
+    "timings": (dict,),
+    "args": (dict,),
+    "warnings": (list,),
+}
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _check_types(path: Path, data: dict) -> None:
+    for key, types in {**_FIELD_TYPES, **_OPTIONAL_TYPES}.items():
+        if key in data and (not isinstance(data[key], types) or isinstance(data[key], bool)):
+            want = " or ".join(t.__name__ for t in types)
+            raise InputError(f"{path}: field {key!r} must be {want}, got {type(data[key]).__name__}")
+    for key in ("token_ids", "selected"):
+        if key in data and not all(_is_int(t) for t in data[key]):
+            raise InputError(f"{path}: field {key!r} must be a list of ints")
+    for key in ("heatmap", "image", "token_maps"):
+        if data.get(key) is not None and not isinstance(data[key], str):
+            raise InputError(f"{path}: field {key!r} must be a file name or null")
+
+
+def _member(directory: Path, name: Any, what: str) -> Path:
+    """``directory / name`` when ``name`` is a plain file name of a regular file (no link)."""
+    if (
+        not isinstance(name, str)
+        or name in ("", ".", "..")
+        or "/" in name
+        or "\\" in name
+        or "\0" in name
+        or Path(name).name != name
+        or os.path.isabs(name)
+    ):
+        raise InputError(f"{what}: {name!r} is not a plain file name inside {directory}")
+    path = directory / name
+    try:
+        st = os.lstat(path)
+    except OSError:
+        raise InputError(f"{what}: {name} is missing from {directory}") from None
+    if stat.S_ISLNK(st.st_mode):
+        raise InputError(f"{what}: {path} is a symbolic link; only regular files are read")
+    if not stat.S_ISREG(st.st_mode):
+        raise InputError(f"{what}: {path} is not a regular file")
+    return path
+
+
+def _load_array(path: Path) -> np.ndarray:
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as e:
+        raise InputError(f"{path}: not a readable .npy file ({e})") from None
+    if not isinstance(arr, np.ndarray) or not np.issubdtype(arr.dtype, np.number):
+        raise InputError(f"{path}: expected a numeric array")
+    return arr

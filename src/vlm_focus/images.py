@@ -7,12 +7,14 @@ heatmaps - lives on that grid.
 
 from __future__ import annotations
 
+import os
+import stat
 import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageFile, UnidentifiedImageError
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from .errors import ImageError
 
@@ -33,6 +35,12 @@ def load_image(image: ImageLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.
         img = _open(Path(image), max_pixels)
     elif isinstance(image, Image.Image):
         img = image
+        _check_pixels(img, max_pixels)
+        try:
+            img.load()
+        except (ValueError, OSError) as e:
+            raise ImageError(f"cannot use this PIL image: {e}") from None
+        img = ImageOps.exif_transpose(img)
     elif isinstance(image, torch.Tensor):
         img = tensor_to_pil(image)
     elif isinstance(image, np.ndarray):
@@ -50,18 +58,23 @@ def load_image(image: ImageLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.
 
 
 def _open(path: Path, max_pixels: int) -> Image.Image:
-    if not path.exists():
-        raise ImageError(f"image file not found: {path}")
-    if path.is_dir():
+    try:
+        st = os.stat(path)
+    except OSError:
+        raise ImageError(f"image file not found: {path}") from None
+    if stat.S_ISDIR(st.st_mode):
         raise ImageError(f"expected an image file, got a directory: {path}")
+    if not stat.S_ISREG(st.st_mode):
+        raise ImageError(f"{path}: not a regular file (a FIFO, socket or device cannot be an image)")
     old = Image.MAX_IMAGE_PIXELS
     Image.MAX_IMAGE_PIXELS = max_pixels
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as img:
+                _check_pixels(img, max_pixels)  # before decoding: the header's size and mode
                 img.load()
-                return img.copy()
+                return ImageOps.exif_transpose(img)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise ImageError(f"{path}: too many pixels for the decompression-bomb guard ({e})") from None
     except UnidentifiedImageError:
@@ -72,12 +85,22 @@ def _open(path: Path, max_pixels: int) -> Image.Image:
         Image.MAX_IMAGE_PIXELS = old
 
 
+def _check_pixels(img: Image.Image, max_pixels: int) -> None:
+    """Refuse, from the header alone, an image whose decoded RGB copy would be too large."""
+    w, h = img.size
+    if w * h > max_pixels:
+        raise ImageError(
+            f"image is {w}x{h} = {w * h:,} px, over the limit of {max_pixels:,} "
+            "(a guard against decompression bombs); pass max_pixels to allow it"
+        )
+
+
 def to_rgb(img: Image.Image) -> Image.Image:
     """Convert any PIL mode to 8-bit RGB (16/32-bit scaled by their range, alpha on white)."""
     if img.mode == "RGB":
         return img
     if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        arr = np.asarray(img, dtype=np.float64)
+        arr = np.asarray(img, dtype=np.float32)
         hi = 65535.0 if img.mode.startswith("I;16") else max(float(arr.max()), 1.0)
         arr = np.clip(arr / hi * 255.0, 0, 255).astype(np.uint8)
         return Image.fromarray(arr).convert("RGB")
@@ -89,25 +112,57 @@ def to_rgb(img: Image.Image) -> Image.Image:
 
 
 def _array_to_pil(arr: np.ndarray) -> Image.Image:
+    if arr.size == 0:
+        raise ImageError(f"the image array is empty (shape {list(arr.shape)})")
     if arr.ndim == 2:
         arr = np.repeat(arr[:, :, None], 3, axis=2)
     if arr.ndim != 3 or arr.shape[2] not in (3, 4):
         raise ImageError(f"expected an array of shape [H, W, 3], got {list(arr.shape)}")
-    if arr.dtype != np.uint8:
-        if not np.isfinite(arr).all():
-            raise ImageError("image array holds NaN or inf")
-        arr = np.clip(arr * (255.0 if arr.max() <= 1.0 else 1.0), 0, 255).round().astype(np.uint8)
-    return Image.fromarray(arr[:, :, :3])
+    return Image.fromarray(_to_uint8(arr[:, :, :3], "array"))
+
+
+def _to_uint8(arr: np.ndarray, what: str) -> np.ndarray:
+    """Pixel values of any numeric dtype to ``uint8``, by the dtype's value range:
+    ``uint8`` as is, ``uint16`` scaled by 65535, bool as 0/255, other ints as 0-255, floats
+    as [0, 1] unless their maximum exceeds 1.5 (then 0-255, with a warning)."""
+    if arr.dtype == np.uint8:
+        return np.ascontiguousarray(arr)
+    if arr.dtype == np.bool_:
+        return arr.astype(np.uint8) * 255
+    if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+        raise ImageError(f"image {what} of dtype {arr.dtype} holds no pixel values; use uint8 or float")
+    if arr.dtype == np.uint16:
+        return np.round(arr.astype(np.float32) / 65535.0 * 255.0).astype(np.uint8)
+    if np.issubdtype(arr.dtype, np.integer):
+        return np.clip(arr, 0, 255).astype(np.uint8)
+    x = arr.astype(np.float32)
+    if not np.isfinite(x).all():
+        raise ImageError(f"image {what} holds NaN or inf")
+    if float(x.max()) > 1.5:
+        warnings.warn(
+            f"float image {what} has values up to {float(x.max()):.4g}: read as 0-255, not 0-1",
+            UserWarning,
+            stacklevel=4,
+        )
+    else:
+        x = x * 255.0
+    return np.clip(x, 0, 255).round().astype(np.uint8)
 
 
 def tensor_to_pil(pixels: torch.Tensor) -> Image.Image:
-    """``[3, H, W]`` in ``[0, 1]`` to an RGB PIL image."""
+    """``[3, H, W]`` tensor to an RGB PIL image: ``uint8`` (0-255) or float in ``[0, 1]``
+    (float values above 1.5 are read as 0-255, with a warning)."""
     if pixels.ndim != 3 or pixels.shape[0] != 3:
         raise ImageError(f"expected a tensor of shape [3, H, W], got {list(pixels.shape)}")
-    if not torch.isfinite(pixels).all():
-        raise ImageError("image tensor holds NaN or inf")
-    arr = (pixels.detach().float().clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
-    return Image.fromarray(arr)
+    if pixels.numel() == 0:
+        raise ImageError(f"the image tensor is empty (shape {list(pixels.shape)})")
+    if pixels.is_complex():
+        raise ImageError(f"image tensor of dtype {pixels.dtype} holds no pixel values")
+    t = pixels.detach().cpu()
+    if t.dtype == torch.bfloat16 or t.dtype == torch.float16:
+        t = t.float()
+    arr = t.permute(1, 2, 0).numpy()
+    return Image.fromarray(_to_uint8(arr, "tensor"))
 
 
 def to_tensor(img: Image.Image, max_side: int | None = None) -> torch.Tensor:

@@ -129,6 +129,8 @@ def check_image(path: str | os.PathLike) -> None:
         raise ImageError(f"image file not found: {p}")
     if p.is_dir():
         raise ImageError(f"expected an image file, got a directory: {p}")
+    if not p.is_file():  # a FIFO or device would block the read below
+        raise ImageError(f"{p}: not a regular file (a FIFO, socket or device cannot be an image)")
     try:
         with p.open("rb") as f:
             f.read(1)

@@ -8,9 +8,12 @@ internal-signal methods (Grad-CAM, T-MM, ...) use the hook points of ``target.ad
 
 from __future__ import annotations
 
+import math
+import numbers
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import torch
 
@@ -18,6 +21,15 @@ from ..errors import InputError
 from ..models.base import Adapter, Scorer
 
 METHODS: dict[str, type[Method]] = {}
+
+#: Int options that count something (iterations, grid cells, masks, steps): must be >= 1.
+COUNT_OPTIONS = frozenset({"iterations", "ig_iter", "size", "n_masks", "grid", "steps"})
+#: Positive-int defaults that may legitimately be 0 or negative (tam's filter_size 0 = off).
+NON_COUNT_OPTIONS = frozenset({"filter_size", "layer", "seed"})
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, numbers.Integral) and not isinstance(x, bool)
 
 
 def register_method(name: str) -> Callable[[type[Method]], type[Method]]:
@@ -80,7 +92,36 @@ class Method:
             raise InputError(
                 f"{self.name}: unknown option(s) {sorted(unknown)}; known: {sorted(self.defaults())}"
             )
+        for key, value in options.items():
+            self.check_option(key, value, self.defaults()[key])
         self.options = {**self.defaults(), **options}
+
+    #: Per-method bounds ``{option: (low, high)}`` (``None`` = unbounded), checked on top of
+    #: the generic rule of :meth:`check_option`.
+    option_ranges: ClassVar[dict[str, tuple[float | None, float | None]]] = {}
+
+    def check_option(self, key: str, value: Any, default: Any) -> None:
+        """Generic check of one option against its default: an int default wants an int, a
+        float default a finite number; a count (a positive int default, or one of
+        :data:`COUNT_OPTIONS`) must be >= 1; ``batch_size`` is ``None`` or an int >= 1.
+        Options whose default is ``None``, a string or a bool are left to the method."""
+        if key == "batch_size" and value is not None:
+            if not _is_int(value) or value < 1:
+                raise InputError(f"{self.name}: option batch_size must be None or an int >= 1, got {value!r}")
+        elif _is_int(default):
+            if not _is_int(value):
+                raise InputError(f"{self.name}: option {key} must be an int, got {value!r}")
+            if (key in COUNT_OPTIONS or default > 0) and key not in NON_COUNT_OPTIONS and value < 1:
+                raise InputError(f"{self.name}: option {key} must be an int >= 1, got {value!r}")
+        elif isinstance(default, float):
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+                raise InputError(f"{self.name}: option {key} must be a finite number, got {value!r}")
+        lo, hi = self.option_ranges.get(key, (None, None))
+        if isinstance(value, numbers.Real) and not isinstance(value, bool):
+            v = float(value)
+            if (lo is not None and v < lo) or (hi is not None and v > hi):
+                span = f"[{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}]"
+                raise InputError(f"{self.name}: option {key} must be in {span}, got {value!r}")
 
     @classmethod
     def defaults(cls) -> dict:

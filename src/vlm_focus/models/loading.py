@@ -34,9 +34,33 @@ def _dtype(dtype: str | torch.dtype | None) -> torch.dtype | str:
         return torch.float32
     if isinstance(dtype, torch.dtype) or dtype == "auto":
         return dtype
-    if dtype not in DTYPES:
+    if not isinstance(dtype, str) or dtype not in DTYPES:
         raise ModelError(f"unknown dtype {dtype!r}; choose from {sorted(DTYPES)} or 'auto'")
     return DTYPES[dtype]
+
+
+def check_device(device: str | torch.device | None) -> torch.device | None:
+    """``device`` as a :class:`torch.device`, refused with :class:`ModelError` when it is not a
+    device name torch knows or names an accelerator that is not available here."""
+    if device is None:
+        return None
+    try:
+        dev = device if isinstance(device, torch.device) else torch.device(str(device))
+    except (RuntimeError, TypeError, ValueError):
+        raise ModelError(f"unknown device {device!r}; use cpu, cuda, cuda:N or mps") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ModelError(f"device {device!r} asked for, but CUDA is not available here; use cpu")
+        count = torch.cuda.device_count()
+        if dev.index is not None and not 0 <= dev.index < count:
+            raise ModelError(f"device {device!r}: only {count} CUDA device(s), cuda:0 to cuda:{count - 1}")
+    elif dev.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise ModelError(f"device {device!r} asked for, but MPS is not available here; use cpu")
+    elif dev.type not in ("cpu", "xpu", "meta"):
+        raise ModelError(f"unsupported device {device!r}; use cpu, cuda, cuda:N or mps")
+    return dev
 
 
 def load_adapter(
@@ -55,6 +79,8 @@ def load_adapter(
     """
     from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
 
+    dev = check_device(device) if device_map is None else None
+    torch_dtype = _dtype(dtype)
     path = resolve(name_or_path)
     try:
         config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
@@ -65,7 +91,7 @@ def load_adapter(
             f"{name_or_path!r} is a {config.model_type!r} model with no vision encoder: it cannot take images"
         )
     cls = adapter_for(config.model_type)
-    kwargs: dict = {"dtype": _dtype(dtype), "trust_remote_code": trust_remote_code}
+    kwargs: dict = {"dtype": torch_dtype, "trust_remote_code": trust_remote_code}
     if device_map is not None:
         kwargs["device_map"] = device_map
     if attn_implementation:
@@ -81,7 +107,7 @@ def load_adapter(
     except (OSError, ValueError) as e:
         raise ModelError(f"cannot load {name_or_path!r}: {e}") from None
     if device_map is None:
-        model.to(torch.device(device) if device is not None else default_device())
+        model.to(dev if dev is not None else default_device())
     if gradient_checkpointing:
         # HF applies checkpointing in training mode only; zero every dropout so that
         # training mode changes nothing else.
