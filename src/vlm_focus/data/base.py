@@ -311,6 +311,17 @@ def find_files(root: Path, patterns: list[str], name: str) -> list[Path]:
     raise DataError(f"{name}: none of {patterns} found in {root}")
 
 
+def snapshot_files(root: Path, patterns: list[str], name: str, original: str) -> list[Path]:
+    """The parquet snapshot's files (:func:`find_files`) of a dataset whose ``original``
+    release layout is absent; the error names both layouts."""
+    try:
+        return find_files(root, patterns, name)
+    except DataError:
+        raise DataError(
+            f"{name}: neither {original} nor a parquet snapshot ({', '.join(patterns)}) found in {root}"
+        ) from None
+
+
 def safe_path(root: Path, rel: str | os.PathLike, where: str) -> Path:
     """``rel`` resolved inside ``root``; a path that leaves ``root`` (absolute elsewhere,
     ``..``, a symlink pointing out) raises :class:`DataError`."""

@@ -51,6 +51,7 @@ from .base import (
     register_dataset,
     require,
     safe_path,
+    snapshot_files,
 )
 
 JSON = "HallusionBench.json"
@@ -91,13 +92,7 @@ class HallusionBench(Dataset):
             self.add(self._key(row), (where, row, image), where)
 
     def _read_parquet(self, root: Path) -> None:
-        try:
-            files = find_files(root, IMAGE_FILES, self.name)
-        except DataError:
-            raise DataError(
-                f"{self.name}: neither {JSON} nor a parquet snapshot ({', '.join(IMAGE_FILES)}) found in {root}"
-            ) from None
-        table = self.table = ParquetTable(files)
+        table = self.table = ParquetTable(snapshot_files(root, IMAGE_FILES, self.name, JSON))
         for col in (*REQUIRED, "image"):
             if col not in table.columns:
                 raise DataError(f"{table.where}: missing column {col!r}")

@@ -38,13 +38,13 @@ from .base import (
     ParquetTable,
     Sample,
     data_root,
-    find_files,
     image_from_cell,
     image_source,
     read_jsonl,
     register_dataset,
     require,
     safe_path,
+    snapshot_files,
 )
 
 QUESTIONS = "questions.jsonl"
@@ -70,14 +70,7 @@ class LlavaBench(Dataset):
         if (root / QUESTIONS).is_file():
             self._read_jsonl(root)
         else:
-            try:
-                files = find_files(root, PARQUET_FILES, self.name)
-            except DataError:
-                raise DataError(
-                    f"{self.name}: neither {QUESTIONS} nor a parquet snapshot "
-                    f"({', '.join(PARQUET_FILES)}) found in {root}"
-                ) from None
-            self._read_parquet(ParquetTable(files))
+            self._read_parquet(ParquetTable(snapshot_files(root, PARQUET_FILES, self.name, QUESTIONS)))
 
     def _read_jsonl(self, root: Path) -> None:
         answers = root / "answers_gpt4.jsonl"

@@ -41,7 +41,6 @@ from .base import (
     ParquetTable,
     Sample,
     data_root,
-    find_files,
     image_from_cell,
     image_source,
     parse_letter,
@@ -49,6 +48,7 @@ from .base import (
     register_dataset,
     render_question,
     safe_path,
+    snapshot_files,
 )
 
 INDEX_COLUMNS = ("lndex", "Index", "index")
@@ -104,13 +104,7 @@ class MMVP(Dataset):
         if (root / CSV).is_file():
             self._read_csv(root / CSV)
         else:
-            try:
-                files = find_files(root, PARQUET_FILES, self.name)
-            except DataError:
-                raise DataError(
-                    f"{self.name}: neither {CSV} (with {IMAGE_DIR}/) nor a parquet snapshot "
-                    f"({', '.join(PARQUET_FILES)}) found in {root}"
-                ) from None
+            files = snapshot_files(root, PARQUET_FILES, self.name, f"{CSV} (with {IMAGE_DIR}/)")
             self._read_parquet(ParquetTable(files))
 
     def _read_csv(self, path: Path) -> None:
