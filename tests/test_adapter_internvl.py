@@ -160,7 +160,7 @@ def test_patch_tokens_follow_the_image_tokens(internvl):
     the thumbnail), on the input's token grid, averaged over each token's 2x2 patches."""
     H, W = 48, 72
     internvl.preprocess(torch.rand(2, 3, H, W))
-    tiling = internvl._tiling
+    tiling = internvl.recalled_layout()
     assert internvl.vision_grid(torch.rand(3, H, W)) == (2, 2) and tiling.thumbnail
     g = 4
     n = tiling.n_inputs

@@ -5,9 +5,17 @@ import math
 import pytest
 import torch
 
-from vlm_focus.errors import MethodError
+from vlm_focus.errors import InputError, MethodError
 from vlm_focus.methods import Target, get_method
-from vlm_focus.methods.igos import bilateral_tv, integrated_mask_gradient, l1_term, l2_term
+from vlm_focus.methods.igos import (
+    bilateral_tv,
+    integrated_mask_gradient,
+    l1_term,
+    l2_term,
+    movable,
+    normalize_gradient,
+    step_size,
+)
 
 
 class FakeScorer:
@@ -87,7 +95,127 @@ def test_nan_is_a_clear_error():
 
 
 def test_unknown_option():
-    from vlm_focus.errors import InputError
-
     with pytest.raises(InputError, match="unknown option"):
         get_method("igos++", iterationz=3)
+
+
+# ----- the converging default and the paper preset ---------------------------------------------
+
+# igos++'s options before the converging default (the paper's / reference code's settings).
+OLD_DEFAULTS = {
+    "size": 32,
+    "iterations": 5,
+    "ig_iter": 10,
+    "l1": 1.0,
+    "l2": 0.1,
+    "l3": 10.0,
+    "gamma": 1.0,
+    "lr": 10.0,
+    "momentum": 5.0,
+    "noise": 0.05,
+    "tv_beta": 2.0,
+    "sigma": 0.01,
+    "batch_size": None,
+    "seed": 0,
+}
+
+
+def old_igos(target, pixels, baseline, **options):
+    """igos++ as it was before the converging default (raw gradient, inline NAG step)."""
+    from vlm_focus.methods.compose import upsample
+
+    o = {**OLD_DEFAULTS, **options}
+    gen = torch.Generator().manual_seed(o["seed"])
+    batch = o["batch_size"] or target.batch_size
+    mask = torch.ones(1, 1, o["size"], o["size"])
+    theta = torch.zeros_like(mask)
+    for i in range(o["iterations"]):
+        g_del, _ = integrated_mask_gradient(
+            target, pixels, baseline, mask, o["ig_iter"], o["noise"], gen, batch
+        )
+        g_ins, _ = integrated_mask_gradient(
+            target, baseline, pixels, mask, o["ig_iter"], o["noise"], gen, batch
+        )
+        m = mask.clone().requires_grad_(True)
+        reg = (
+            o["l1"] * l1_term(m)
+            + o["l2"] * l2_term(m, i, o["gamma"])
+            + o["l3"] * bilateral_tv(m, pixels, o["tv_beta"], o["sigma"])
+        ).sum()
+        (g_reg,) = torch.autograd.grad(reg, m)
+        grad = g_del - g_ins + g_reg
+        e = i / (i + o["momentum"])
+        theta_prev = theta
+        theta = mask - o["lr"] * grad
+        mask = (theta + e * (theta - theta_prev)).clamp(0, 1)
+    return (1 - upsample(mask, pixels.shape[-2:])[0, 0]).clamp(0, 1)
+
+
+class SigmoidScorer(FakeScorer):
+    """log P = log sigmoid(12 (mean of the pixels in the square - 0.5)): saturates like a model."""
+
+    def __call__(self, pixels):
+        z = (pixels * self.weight).sum(dim=(1, 2, 3)) / self.weight.sum()
+        return torch.nn.functional.logsigmoid(12 * (z - 0.5))[:, None]
+
+
+def toy():
+    target = Target(SigmoidScorer(square_weight(32, 32, (8, 16, 20, 28))), [0])
+    image = torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(0)) * 0.5 + 0.5
+    return target, image, torch.zeros(3, 32, 32)
+
+
+def test_paper_preset_is_the_old_igos_exactly():
+    method = get_method("igos++", preset="paper")
+    assert {k: method.options[k] for k in OLD_DEFAULTS} == OLD_DEFAULTS
+    assert method.options["normalize"] == "none" and method.options["schedule"] == "constant"
+    target, image, base = toy()
+    small = dict(size=8, iterations=4, ig_iter=3)  # with noise: the same random draws too
+    heat = get_method("igos++", preset="paper", **small).explain(target, image, base)
+    assert torch.equal(heat, old_igos(target, image, base, **small))
+    assert not torch.equal(heat, get_method("igos++", **small).explain(target, image, base))
+
+
+def test_explicit_options_override_the_preset():
+    o = get_method("igos++", preset="paper", lr=1.0, size=8).options
+    assert (o["lr"], o["size"], o["momentum"], o["normalize"]) == (1.0, 8, 5.0, "none")
+    o = get_method("igos++", normalize="none").options
+    assert (o["normalize"], o["lr"], o["size"]) == ("none", 0.3, 16)
+    with pytest.raises(InputError, match="unknown preset"):
+        get_method("igos++", preset="fast")
+    with pytest.raises(InputError, match="normalize"):
+        get_method("igos++", normalize="sign")
+    with pytest.raises(InputError, match="momentum"):
+        get_method("igos++", momentum=-1.0)
+
+
+def test_default_converges_on_a_toy_and_the_paper_preset_does_not():
+    target, image, base = toy()
+    options = dict(size=8, iterations=6, ig_iter=4, noise=0.0)
+    method = get_method("igos++", **options)
+    heat = method.explain(target, image, base)
+    change = [t["change"] for t in method.trace]
+    assert all(b < a for a, b in zip(change, change[1:])), change  # the mask settles ...
+    assert change[-1] < 0.35 * change[0], change
+    inside = heat[8:16, 20:28].mean()
+    outside = torch.cat([heat[:8].flatten(), heat[16:].flatten()]).mean()
+    assert inside > outside + 0.3  # ... on the square
+    paper = get_method("igos++", preset="paper", **options)
+    paper.explain(target, image, base)
+    paper_change = [t["change"] for t in paper.trace]
+    assert paper_change[-1] > paper_change[0], paper_change  # raw steps of lr 10 keep flipping cells
+
+
+def test_step_size_schedules():
+    assert [step_size(1.0, i, 5, "linear") for i in range(5)] == pytest.approx([1, 0.8, 0.6, 0.4, 0.2])
+    assert step_size(0.3, 3, 5, "constant") == 0.3
+
+
+def test_normalize_ignores_cells_held_at_a_bound():
+    mask = torch.tensor([[[[1.0, 1.0, 0.5, 0.0]]]])
+    grad = torch.tensor([[[[-4.0, 1.0, -0.5, 2.0]]]])  # cells 0 and 3 cannot move
+    assert torch.equal(movable(grad, mask), torch.tensor([[[[0.0, 1.0, -0.5, 0.0]]]]))
+    step = normalize_gradient(grad, "max", mask=mask)
+    assert torch.allclose(step, torch.tensor([[[[-1.0, 1.0, -0.5, 1.0]]]]))  # scale 1, clipped
+    assert torch.allclose(normalize_gradient(grad, "max"), grad / 4)
+    assert torch.equal(normalize_gradient(grad, "none"), grad)

@@ -10,7 +10,8 @@ import torch
 import vlm_focus
 from vlm_focus.errors import InputError
 from vlm_focus.methods import Method
-from vlm_focus.metrics import randomize_top_down, sanity_check, similarity, ssim
+from vlm_focus.metrics import similarity, ssim
+from vlm_focus.randomization import randomize_top_down, sanity_check
 
 
 def test_ssim_constant_maps_hand_computed():

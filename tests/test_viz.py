@@ -11,6 +11,7 @@ import pytest
 from matplotlib.colors import to_rgba
 from PIL import Image
 
+from vlm_focus.errors import InputError
 from vlm_focus.viz import (
     curves_figure,
     figure_to_base64_png,
@@ -21,7 +22,7 @@ from vlm_focus.viz import (
     save_overlay,
     tokens_html,
 )
-from vlm_focus.viz.overlay import SELECTED_COLOR
+from vlm_focus.viz.overlay import COLORBAR_LABEL, SELECTED_COLOR
 
 W, H = 40, 30
 TOKENS = [" The", " circle", " is", " red", "."]
@@ -101,11 +102,59 @@ def test_overlay_without_heatmap_and_long_answer(tmp_path: Path) -> None:
 
 def test_overlay_keeps_aspect_ratio() -> None:
     fig = overlay_figure(_image(), _heatmap(), "Q?", TOKENS, SELECTED)
-    ax = fig.axes[0]
-    w_in = ax.get_position().width * fig.get_figwidth()
-    h_in = ax.get_position().height * fig.get_figheight()
-    assert w_in / h_in == pytest.approx(W / H, rel=1e-6)
-    assert len(ax.images) == 2
+    plain, over, bar = fig.axes  # the plain image, the overlay, the colour bar
+    for ax in (plain, over):
+        w_in = ax.get_position().width * fig.get_figwidth()
+        h_in = ax.get_position().height * fig.get_figheight()
+        assert w_in / h_in == pytest.approx(W / H, rel=1e-6)
+        assert len(ax.images) == 1
+    assert bar.get_ylabel() == COLORBAR_LABEL
+    assert [t.get_text() for t in bar.get_yticklabels()][0] == "0.00"
+
+
+def test_overlay_plain_image_is_untouched_and_heat_is_greyed() -> None:
+    fig = overlay_figure(_image(), _heatmap(), "Q?", TOKENS, SELECTED)
+    plain = np.asarray(fig.axes[0].images[0].get_array())
+    over = np.asarray(fig.axes[1].images[0].get_array())
+    factor = plain.shape[0] // H  # a 40 x 30 image is enlarged by a whole factor for display
+    assert factor > 1 and plain.shape[:2] == (H * factor, W * factor)
+    assert np.array_equal(plain[::factor, ::factor], np.asarray(_image()))
+    # where there is no heat, the overlay is grey (r == g == b)
+    cold = np.unravel_index(np.argmin(_heatmap()), _heatmap().shape)
+    r, g, b = over[cold[0] * factor, cold[1] * factor][:3]
+    assert r == g == b
+
+
+def test_overlay_options_contour_single_and_no_text() -> None:
+    fig = overlay_figure(_image(), _heatmap(), "Q?", TOKENS, SELECTED, style="contour", side_by_side=False)
+    assert len(fig.axes) == 1  # one panel, no colour bar in contour mode
+    texts = " ".join(t.get_text() for t in fig.texts)
+    assert "top 20% of the heat" in texts
+    bare = overlay_figure(_image(), _heatmap(), "Q?", TOKENS, SELECTED, text=False)
+    assert not any(t.get_text().startswith("Question") for t in bare.texts)
+    with pytest.raises(InputError, match="overlay style"):
+        overlay_figure(_image(), _heatmap(), "Q?", TOKENS, SELECTED, style="jet")
+    with pytest.raises(InputError, match="colormap"):
+        overlay_figure(_image(), _heatmap(), "Q?", TOKENS, SELECTED, cmap="no-such-map")
+
+
+def test_selected_tokens_are_marked_with_a_background() -> None:
+    fig = overlay_figure(_image(), _heatmap(), "Q?", TOKENS, SELECTED)
+    marked = sorted(t.get_text() for t in fig.texts if t.get_bbox_patch() is not None)
+    assert marked == ["circle", "red"]
+
+
+@pytest.mark.parametrize("side", [16, 3000])
+def test_overlay_legible_at_small_and_large_sizes(tmp_path: Path, side: int) -> None:
+    image = Image.new("RGB", (side, side // 2), (200, 30, 30))
+    heat = np.zeros((side // 2, side), np.float32)
+    heat[: side // 4, : side // 2] = 1.0
+    out = save_overlay(tmp_path / "o.png", image, heat, "Q?", TOKENS, SELECTED, dpi=100)
+    with Image.open(out) as im:
+        assert 700 <= im.size[0] <= 900  # the figure's width does not follow the image's
+    fig = overlay_figure(image, heat, "Q?", TOKENS, SELECTED)
+    drawn = np.asarray(fig.axes[1].images[0].get_array())
+    assert 448 <= max(drawn.shape[:2]) <= 1024
 
 
 def test_llr_figure_bars() -> None:
@@ -134,6 +183,8 @@ def test_tokens_html_escapes_and_marks() -> None:
     assert "<b>" not in html and "&lt;b&gt;" in html and "&amp;" in html
     assert html.count('class="tok sel"') == 1
     assert 'title="LLR = 2.000"' in html
+    assert "background:rgba(255,140,0,0.45)" in html  # LLR 2 at alpha 1: the full tint
+    assert html.count("background:") == 2  # the token with LLR 0 has none
 
 
 def test_render_report() -> None:
@@ -150,6 +201,9 @@ def test_render_report() -> None:
     assert "low &amp; noisy &lt;signal&gt;" in html
     assert "&lt;b&gt;x&lt;/b&gt;" in html
     assert "heatmap" in html and "1.250 s" in html
+    assert html.count("<b>Question:</b>") == 1  # one question/answer block, not two
+    assert "normalised so that the full image is 1 and the baseline 0" in html
+    assert "lower is better" in html and "higher is better" in html
 
 
 def test_render_report_without_heatmap_or_curves() -> None:

@@ -111,14 +111,12 @@ def test_explain_selects_key_tokens_and_finds_the_object(lens):
         hits.append(pointing_game(ex.heatmap, s.evidence, tolerance=3))
         others = [o.mask for o in s.objects if not (o.mask & s.evidence).any()]
         heat.append((ex.heatmap[s.evidence].mean(), max(ex.heatmap[m].mean() for m in others)))
-    # iGOS++ masks saturate, so the heat maximum is a plateau; pointing counts the share of
-    # it on the object (chance: ~0.1). Measured on 200 scenes in BENCHMARKS.md. On these eight
-    # scenes shapes-onevision scores 0.39 with torch 2.14.1 / transformers 5.24 (0.40+ with
-    # 2.13.0 / 5.23): the non-converging optimiser is that sensitive (the heatmap issue).
-    assert np.mean(hits) >= 0.35, hits
-    assert np.mean(gaps) > 0.4, gaps  # the evaluation bar, on average (single scenes vary)
-    assert np.mean(lift) > 2, lift  # more heat on the object than its share of the image
-    # More heat on the asked-about object than on the hottest other object, on average (per
-    # scene this holds in 56-79 % for iGOS++: BENCHMARKS.md, "Do the models use the other objects?")
-    on_object, on_other = np.mean(heat, axis=0)
-    assert on_object > on_other, heat
+    # Pointing: the heat maximum on the object (chance ~0.1). With the converging default
+    # (torch 2.14.1 / transformers 5.24) these eight scenes give 0.88 / 0.75 / 1.0 / 1.0
+    # pointing and 1.0 / 0.75 / 1.0 / 1.0 object-hottest (llava / qwen / onevision /
+    # multi-encoder); the paper's optimiser gave 0.39-0.6. BENCHMARKS.md, "iGOS++ that converges".
+    assert np.mean(hits) >= 0.7, hits
+    assert np.mean(gaps) > 0.7, gaps  # insertion - deletion, on average (0.83-0.99 measured)
+    assert np.mean(lift) > 5, lift  # heat on the object: 13-16x its share of the image
+    # More heat on the asked-about object than on the hottest other object in most scenes.
+    assert np.mean([on > off for on, off in heat]) >= 0.7, heat

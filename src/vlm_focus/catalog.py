@@ -32,6 +32,39 @@ class MethodInfo:
     options: dict[str, Any] = field(default_factory=dict)
 
 
+# iGOS++'s options: the objective and its cost (igos++ and igos2), then the step's two presets.
+_IGOS_OBJECTIVE: dict[str, Any] = {
+    "iterations": 5,
+    "ig_iter": 10,
+    "l1": 1.0,
+    "l2": 0.1,
+    "l3": 10.0,
+    "gamma": 1.0,
+    "noise": 0.05,
+    "tv_beta": 2.0,
+    "sigma": 0.01,
+    "batch_size": None,
+    "seed": 0,
+}
+_IGOS_CONVERGING: dict[str, Any] = {
+    "size": 16,
+    "lr": 0.3,
+    "momentum": 0.0,
+    "normalize": "max",
+    "scale_quantile": 1.0,
+    "projected_scale": True,
+    "schedule": "linear",
+}
+_IGOS_PAPER: dict[str, Any] = {
+    "size": 32,
+    "lr": 10.0,
+    "momentum": 5.0,
+    "normalize": "none",
+    "scale_quantile": 1.0,
+    "projected_scale": False,
+    "schedule": "constant",
+}
+
 # = {name: (first paragraph of the class docstring, cls.defaults())} of vlm_focus.methods.METHODS
 METHODS: dict[str, MethodInfo] = {
     "attention": MethodInfo(
@@ -41,41 +74,11 @@ METHODS: dict[str, MethodInfo] = {
     "gradcam": MethodInfo("Grad-CAM at ``layer`` of the adapter's vision layers.", {"layer": -1}),
     "igos++": MethodInfo(
         "Improved iGOS++ with one mask for deletion and insertion (paper Eq. 8).",
-        {
-            "size": 32,
-            "iterations": 5,
-            "ig_iter": 10,
-            "l1": 1.0,
-            "l2": 0.1,
-            "l3": 10.0,
-            "gamma": 1.0,
-            "lr": 10.0,
-            "momentum": 5.0,
-            "noise": 0.05,
-            "tv_beta": 2.0,
-            "sigma": 0.01,
-            "batch_size": None,
-            "seed": 0,
-        },
+        {"preset": "converging", **_IGOS_OBJECTIVE, **_IGOS_CONVERGING},
     ),
     "igos2": MethodInfo(
         "The original iGOS++: separate deletion and insertion masks, heatmap ``1 - D N``.",
-        {
-            "size": 32,
-            "iterations": 5,
-            "ig_iter": 10,
-            "l1": 1.0,
-            "l2": 0.1,
-            "l3": 10.0,
-            "gamma": 1.0,
-            "lr": 10.0,
-            "momentum": 5.0,
-            "noise": 0.05,
-            "tv_beta": 2.0,
-            "sigma": 0.01,
-            "batch_size": None,
-            "seed": 0,
-        },
+        {**_IGOS_OBJECTIVE, **_IGOS_PAPER},
     ),
     "iia": MethodInfo(
         "Integrated-gradient T-MM over the baseline-to-image path (one level of IIA).",
@@ -123,11 +126,13 @@ LENS_OPTIONS: dict[str, Any] = {
     "metric_score": "prob",
     "metric_steps": 50,
     "metric_grid": 32,
+    "metric_protocol": "ours",
 }
 
 BASELINES = ("blank", "blur", "noise")  # = sorted(vlm_focus.baselines.BASELINES)
 STRATEGIES = ("llr", "joint", "keywords")  # = vlm_focus.tokens.STRATEGIES
 METRIC_SCORES = ("prob", "logprob")  # = vlm_focus.metrics.deletion_insertion.SCORES
+METRIC_PROTOCOLS = ("ours", "paper")  # = vlm_focus.metrics.deletion_insertion.PROTOCOLS
 # = vlm_focus.data.list_datasets() (as a set; shapes first, the CLI's default)
 DATASETS = (
     "shapes",
@@ -235,3 +240,24 @@ def check_model_name(name: str | os.PathLike, zoo: Path = ZOO) -> None:
         f"unknown model {text!r}{hint or '; not a zoo name, a local path or a Hugging Face id owner/name'}"
         f"{where}"
     )
+
+
+# = {name: cls.summary} of vlm_focus.study.STUDIES (tests/test_study_base.py checks them equal)
+STUDIES: dict[str, str] = {
+    "ablate": "Deletion, insertion and localisation over a grid of token selection, alpha, baseline "
+    "and GNC weight (paper Tables 3, 5, 6, 7).",
+    "compare": "Several models on the same samples: per-sample map correlation, paired Wilcoxon tests on "
+    "deletion and insertion, a same-architecture reference pair and the paper's two contrasts (Table 4).",
+    "filter": "The samples whose answers clearly depend on the image, as an id file for evaluate --ids "
+    "(paper Sec. 4.3).",
+    "human": "Model focus against human attention maps (VQA-HAT): soft IoU, rank correlation and top-10 % "
+    "IoU per model, beside a chance level (paper Table 8).",
+    "reliance": "Share of samples whose answer probability drops < 30 % / 30-70 % / > 70 % on the "
+    "baseline image (paper Table 1).",
+    "sanity": "Model-randomisation sanity check per method: how much the map changes when the "
+    "model's weights are randomised.",
+}
+
+
+def list_studies() -> list[str]:
+    return sorted(STUDIES)

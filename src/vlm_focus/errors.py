@@ -13,6 +13,11 @@ class InputError(VlmFocusError, ValueError):
     """A question, option or argument is invalid."""
 
 
+class OutputError(InputError):
+    """An output file or folder cannot be written (read-only, disk full, in the way); what was
+    already written is left as it was."""
+
+
 class ModelError(VlmFocusError):
     """The model cannot be loaded, or cannot do what is asked (e.g. it takes no images)."""
 

@@ -9,11 +9,13 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
+import threading
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -26,6 +28,7 @@ from .explanation import Explanation
 from .images import ImageLike, load_image, to_tensor
 from .methods import Method, Target, get_method
 from .metrics import deletion_insertion, score_fn
+from .metrics.deletion_insertion import PROTOCOLS
 from .models.base import Adapter
 from .tokens import select_tokens
 
@@ -45,8 +48,36 @@ def _positive_int(name: str, value: Any, lo: int = 1, hi: int | None = None) -> 
     return int(value)
 
 
+def _holding_model_lock(fn: Callable[..., Explanation]) -> Callable[..., Explanation]:
+    """Run the decorated :class:`Lens` method under the lens's model lock."""
+
+    @functools.wraps(fn)
+    def wrapper(self: Lens, *args: Any, **kwargs: Any) -> Explanation:
+        with self._lock:
+            return fn(self, *args, **kwargs)
+
+    return wrapper
+
+
 class Lens:
-    """A model adapter, a heatmap method and the pipeline options."""
+    """A model adapter, a heatmap method and the pipeline options.
+
+    Thread safety: one lens (or several lenses over one adapter) may be called from many
+    threads at once, e.g. by a web app serving several users; each call's result equals
+    that of the same call made alone. Two things make it so:
+
+    - the adapters keep no per-call state: what the hook points need about the image being
+      explained (patch grid, crops, tiles) lives in a context variable of the calling thread
+      (:meth:`Adapter.remember_layout <vlm_focus.models.base.Adapter.remember_layout>`);
+    - :meth:`explain` holds the adapter's re-entrant lock (``adapter.lock``) for the whole
+      call, because methods change the shared model while they run: attention-reading
+      methods (``attention``, ``tmm``, ``iia``) switch it to eager attention, Grad-CAM and
+      T-MM put forward hooks on its layers (which would record other threads' passes), and
+      the sanity check randomises weights in place. Calls on one model therefore run one at
+      a time (they would compete for the same device anyway); calls on different models run
+      in parallel. Code that changes the model outside ``explain`` holds the same lock:
+      ``with lens.adapter.lock: ...`` (``explain`` may be called inside).
+    """
 
     #: Longest question accepted, in characters (a denial-of-service guard); set it on the
     #: class or on one lens (``lens.max_question_chars = 20_000``) to allow longer ones.
@@ -68,6 +99,7 @@ class Lens:
         metric_score: str = "prob",
         metric_steps: int = 50,
         metric_grid: int = 32,
+        metric_protocol: str = "ours",
         **method_options: Any,
     ) -> None:
         if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not math.isfinite(alpha):
@@ -78,7 +110,12 @@ class Lens:
         _positive_int("batch_size", batch_size)
         _positive_int("metric_steps", metric_steps)
         _positive_int("metric_grid", metric_grid)
+        if metric_protocol not in PROTOCOLS:
+            raise InputError(f"metric_protocol must be one of {PROTOCOLS}, got {metric_protocol!r}")
         self.adapter: Adapter = adapter
+        # The adapter's lock, shared by every lens over it (a per-lens one for duck-typed adapters).
+        lock = getattr(adapter, "lock", None)
+        self._lock: Any = lock if lock is not None else threading.RLock()
         self.method: Method = get_method(method, **method_options)
         self.options: dict[str, Any] = {
             "alpha": alpha,
@@ -93,6 +130,7 @@ class Lens:
             "metric_score": metric_score,
             "metric_steps": metric_steps,
             "metric_grid": metric_grid,
+            "metric_protocol": metric_protocol,
         }
 
     def _check_question(self, question: str) -> None:
@@ -124,6 +162,7 @@ class Lens:
     def __repr__(self) -> str:
         return f"Lens(model={self.adapter.name!r}, method={self.method.name!r})"
 
+    @_holding_model_lock
     def explain(
         self,
         image: ImageLike,
@@ -222,7 +261,7 @@ class Lens:
                 f"{p_base:.1%} mean probability on it (the paper requires < 5%); try another baseline"
             )
             notes.append(msg)
-            warnings.warn(msg, stacklevel=2)
+            warnings.warn(msg, stacklevel=3)  # past the lock wrapper, at the caller
         target = Target(scorer, chosen, self.adapter)
         heat = self.method.explain(target, pixels, base)
         lap("heatmap")
@@ -235,6 +274,7 @@ class Lens:
                 o["metric_grid"],
                 o["metric_steps"],
                 o["batch_size"],
+                o["metric_protocol"],
             )
             result.scores.update(deletion=curves["deletion_auc"], insertion=curves["insertion_auc"])
             result.curves = {k: curves[k] for k in ("x", "deletion", "insertion")}

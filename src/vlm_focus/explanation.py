@@ -6,6 +6,8 @@ import io
 import json
 import os
 import stat
+import zipfile
+import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,8 +15,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from .errors import InputError
+from .errors import ImageError, InputError
 from .files import atomic_path, atomic_write_bytes, atomic_write_text
+from .images import load_image
 
 FORMAT_VERSION = 1
 
@@ -69,10 +72,12 @@ class Explanation:
         d["format_version"] = FORMAT_VERSION
         return d
 
-    def save(self, directory: str | Path, figures: bool = True) -> Path:
+    def save(self, directory: str | Path, figures: bool = True, **overlay_options: Any) -> Path:
         """Write ``explanation.json``, ``heatmap.npy``, ``token_maps.npz`` (per-token maps, if
         any), ``image.png``, ``overlay.png`` and ``report.html`` (the last two when ``figures``)
-        to ``directory``.
+        to ``directory``. ``overlay_options`` style the figures: ``cmap`` (default inferno),
+        ``alpha_max`` (opacity), ``style`` (``"heat"`` or ``"contour"``), ``top_k`` (see
+        :func:`vlm_focus.viz.overlay_figure`).
 
         Each file is written to a temporary file in ``directory`` and moved into place
         (``os.replace``): a crash never leaves a half-written file, and a symbolic link that
@@ -104,8 +109,8 @@ class Explanation:
             from .viz import save_overlay
 
             with atomic_path(out / "overlay.png") as tmp:
-                save_overlay(tmp, *self._overlay_args(), title=self._title())
-            atomic_write_text(out / "report.html", self.to_html())
+                save_overlay(tmp, *self._overlay_args(), title=self._title(), **overlay_options)
+            atomic_write_text(out / "report.html", self.to_html(**overlay_options))
         return out
 
     @classmethod
@@ -143,15 +148,14 @@ class Explanation:
                     token_maps = {int(t): np.asarray(z[f"token_{t}"]) for t in wanted}
             except KeyError as e:
                 raise InputError(f"{maps_path}: no map for {e}") from None
-            except (OSError, ValueError, EOFError) as e:
+            except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
                 raise InputError(f"{maps_path}: not a readable .npz file ({e})") from None
         image = None
         if data.get("image"):
             image_path = _member(d, data["image"], "image")
-            try:
-                with Image.open(image_path) as im:
-                    image = im.convert("RGB")
-            except (OSError, ValueError, SyntaxError) as e:
+            try:  # the image loader's guards: pixel limit before decoding, EXIF, modes
+                image = load_image(image_path)
+            except ImageError as e:
                 raise InputError(f"{image_path}: not a readable image ({e})") from None
         arrays = ("heatmap", "image", "token_maps")
         fields = {k: data[k] for k in cls.__dataclass_fields__ if k in data and k not in arrays}
@@ -161,10 +165,11 @@ class Explanation:
         return cls(heatmap=heat, image=image, token_maps=token_maps, **fields)
 
     # ----- showing --------------------------------------------------------------------
-    def figure(self):
+    def figure(self, **overlay_options: Any):
+        """The overlay figure (``overlay_options``: as :meth:`save`)."""
         from .viz import overlay_figure
 
-        return overlay_figure(*self._overlay_args(), title=self._title())
+        return overlay_figure(*self._overlay_args(), title=self._title(), **overlay_options)
 
     def _overlay_args(self) -> tuple[Image.Image, np.ndarray | None, str, list[str], list[int]]:
         if self.image is None:
@@ -174,9 +179,10 @@ class Explanation:
     def _title(self) -> str:
         return f"{self.model} · {self.method}"
 
-    def show(self) -> None:
-        """Display the overlay (inline in notebooks; a window elsewhere when available)."""
-        fig = self.figure()
+    def show(self, **overlay_options: Any) -> None:
+        """Display the overlay (inline in notebooks; a window elsewhere when available);
+        ``overlay_options`` as :meth:`save`, e.g. ``ex.show(style="contour")``."""
+        fig = self.figure(**overlay_options)
         try:
             from IPython import get_ipython
             from IPython.display import display
@@ -190,13 +196,33 @@ class Explanation:
         fig.savefig(buf, format="png", dpi=120)
         Image.open(buf).show()
 
-    def to_html(self) -> str:
+    def to_html(self, **overlay_options: Any) -> str:
+        """The self-contained HTML report (``overlay_options``: as :meth:`save`)."""
         from .viz import render_report
 
-        return render_report(self)
+        return render_report(self, **overlay_options)
 
     def _repr_html_(self) -> str:
         return self.to_html()
+
+    def __repr__(self) -> str:
+        """One line: model, method, question, answer, selected tokens and the two scores
+        (never the arrays or the per-token lists)."""
+
+        def short(text: str, n: int = 60) -> str:
+            return text if len(text) <= n else text[: n - 1] + "…"
+
+        parts = [
+            f"model={self.model!r}",
+            f"method={self.method!r}",
+            f"question={short(self.question)!r}",
+            f"answer={short(self.answer)!r}",
+            f"selected={[t.strip() for t in self.selected_text][:8]!r}",
+        ]
+        parts += [f"{k}={self.scores[k]:.3f}" for k in ("deletion", "insertion") if k in self.scores]
+        if self.heatmap is not None:
+            parts.append(f"heatmap={self.heatmap.shape[1]}x{self.heatmap.shape[0]}")
+        return f"Explanation({', '.join(parts)})"
 
 
 def _json_default(o):

@@ -15,7 +15,12 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from .errors import InputError
+from .errors import OutputError
+
+# The process umask, read once at import (reading it means setting it): new files get the
+# permissions an ordinary open() would give them, not mkstemp's owner-only 0600.
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
 
 
 @contextlib.contextmanager
@@ -23,19 +28,23 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; replace ``path`` by it when the block ends."""
     target = Path(path)
     if target.is_dir() and not target.is_symlink():
-        raise InputError(f"cannot write {target}: a directory is in the way")
+        raise OutputError(f"cannot write {target}: a directory is in the way")
     try:
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name[:40]}.", suffix=".tmp")
     except OSError as e:
-        raise InputError(f"cannot write {target}: {e.strerror or e}") from None
-    os.close(fd)
+        raise OutputError(f"cannot write {target}: {e.strerror or e}") from None
+    try:
+        if hasattr(os, "fchmod"):  # POSIX; Windows has no such modes
+            os.fchmod(fd, 0o666 & ~_UMASK)
+    finally:
+        os.close(fd)
     try:
         yield Path(tmp)
         os.replace(tmp, target)
     except OSError as e:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
-        raise InputError(f"cannot write {target}: {e.strerror or e}") from None
+        raise OutputError(f"cannot write {target}: {e.strerror or e}") from None
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)

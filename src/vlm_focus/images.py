@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import stat
+import threading
 import warnings
 from pathlib import Path
 
@@ -57,6 +58,11 @@ def load_image(image: ImageLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.
     return to_rgb(img)
 
 
+# PIL's pixel limit and the warning filters are process-wide: decode one file at a time so
+# that threads never see each other's settings (or leave PIL's limit changed).
+_DECODE_LOCK = threading.Lock()
+
+
 def _open(path: Path, max_pixels: int) -> Image.Image:
     try:
         st = os.stat(path)
@@ -66,6 +72,11 @@ def _open(path: Path, max_pixels: int) -> Image.Image:
         raise ImageError(f"expected an image file, got a directory: {path}")
     if not stat.S_ISREG(st.st_mode):
         raise ImageError(f"{path}: not a regular file (a FIFO, socket or device cannot be an image)")
+    with _DECODE_LOCK:
+        return _decode(path, max_pixels)
+
+
+def _decode(path: Path, max_pixels: int) -> Image.Image:
     old = Image.MAX_IMAGE_PIXELS
     Image.MAX_IMAGE_PIXELS = max_pixels
     try:

@@ -18,6 +18,9 @@ from .common import HelpFormatter, add_model_args, lens_from_args, parse_options
 from .evaluate import add_evaluate_parser
 from .explain import add_explain_parser, cmd_explain
 from .listing import add_list_parser, cmd_list
+from .report import add_report_parser
+from .serve import add_serve_parser
+from .study import add_study_parser
 
 __all__ = [
     "add_model_args",
@@ -41,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_explain_parser(sub)
     add_evaluate_parser(sub)
     add_list_parser(sub)
+    add_report_parser(sub)
+    add_serve_parser(sub)
+    add_study_parser(sub)
     return parser
 
 

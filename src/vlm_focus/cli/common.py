@@ -14,6 +14,7 @@ from typing import Any
 
 from .. import catalog
 from ..errors import ImageError, InputError
+from ..options import pipeline_options
 
 EPILOG = "Method options (-O) and their defaults: vlm-focus list --methods"
 
@@ -119,6 +120,12 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
         choices=list(catalog.METRIC_SCORES),
         help="score of the deletion/insertion curves: mean probability or summed log-probability",
     )
+    g.add_argument(
+        "--metric-protocol",
+        default="ours",
+        choices=list(catalog.METRIC_PROTOCOLS),
+        help="deletion/insertion procedure: ours, or paper (the reference code's, to compare with its tables)",
+    )
 
 
 # ----- checks that run before the model loads -------------------------------------------------
@@ -180,17 +187,7 @@ def lens_from_args(args: argparse.Namespace) -> Any:
         pass
     from ..explain import load
 
-    pipeline = {
-        "alpha": args.alpha,
-        "strategy": args.strategy,
-        "baseline": args.baseline,
-        "drop_first": args.drop_first,
-        "drop_stopwords": args.drop_stopwords,
-        "max_new_tokens": args.max_new_tokens,
-        "working_size": args.working_size,
-        "batch_size": args.batch_size,
-        "metric_score": args.metric_score,
-    }
+    pipeline = pipeline_options(args)
     return load(
         args.model,
         method=args.method,

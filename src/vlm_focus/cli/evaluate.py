@@ -14,6 +14,7 @@ from typing import Any
 
 from .. import catalog
 from .common import EPILOG, HelpFormatter, add_model_args, check_model_args
+from .report import add_overlay_args, overlay_options
 
 EXAMPLES = """examples:
   vlm-focus evaluate --dataset shapes --method igos++ --limit 50 --out runs/eval
@@ -90,7 +91,13 @@ def add_evaluate_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="pointing-game tolerance in pixels (default: 3%% of the longer image side)",
     )
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
+    g.add_argument(
+        "--no-report",
+        action="store_true",
+        help="skip the HTML report (index.html; vlm-focus report writes it later)",
+    )
     add_model_args(p)
+    add_overlay_args(p)
     p.set_defaults(func=run_evaluate)
     return p
 
@@ -98,6 +105,10 @@ def add_evaluate_parser(subparsers: Any) -> argparse.ArgumentParser:
 def run_evaluate(args: argparse.Namespace) -> int:
     """Check everything that needs no model, open the dataset, load the model, run."""
     check_model_args(args)  # a typo is answered before torch is even imported
+    from ..viz.colors import check_style, colormap
+
+    check_style(args.overlay_style, args.opacity, args.top_k)
+    colormap(args.cmap)
     if args.limit is not None and args.limit < 1:
         from ..errors import InputError
 
@@ -154,4 +165,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if shard.main:
         print(format_table(summary))
         print(f"wrote {args.out / store.RESULTS}, {args.out / store.SUMMARY}")
+        if not args.no_report:
+            from ..viz.run_report import write_run_report
+
+            print(f"wrote {write_run_report(args.out, **overlay_options(args))} (open it in a browser)")
     return 1 if summary["errors"]["count"] else 0

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from .common import EPILOG, HelpFormatter, add_model_args, check_image, check_model_args, lens_from_args
+from .report import add_overlay_args, overlay_options
 
 
 def add_explain_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -31,6 +32,7 @@ def add_explain_parser(subparsers: Any) -> argparse.ArgumentParser:
         "nearly free for tam, one optimisation per token for igos++",
     )
     add_model_args(p)
+    add_overlay_args(p)
     p.set_defaults(func=cmd_explain)
     return p
 
@@ -38,9 +40,16 @@ def add_explain_parser(subparsers: Any) -> argparse.ArgumentParser:
 def cmd_explain(args: argparse.Namespace) -> int:
     check_image(args.image)  # before loading a model for nothing
     check_model_args(args)
+    look = overlay_options(args)
+    from ..viz.colors import check_style, colormap
+
+    check_style(look["style"], look["opacity"], look["top_k"])
+    colormap(look["cmap"])  # an unknown colormap is refused before the model loads
     lens = lens_from_args(args)
     ex = lens.explain(args.image, args.question, answer=args.answer, per_token=args.per_token)
-    out = ex.save(args.out)
+    out = ex.save(
+        args.out, cmap=look["cmap"], style=look["style"], alpha_max=look["opacity"], top_k=look["top_k"]
+    )
     print(f"question: {ex.question}")
     print(f"answer:   {ex.answer}")
     if ex.depends_on_image:

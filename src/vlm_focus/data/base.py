@@ -100,7 +100,11 @@ class Sample:
                 return load_image(self.image_loader())
             if self.image_path is not None:
                 path = Path(self.image_path)
-                if not path.is_file():
+                try:
+                    found = path.is_file()
+                except OSError:  # e.g. a name too long for the file system
+                    found = False
+                if not found:
                     raise DataError(f"{where}: image file not found: {path}")
                 return load_image(path)
         except ImageError as e:
@@ -431,7 +435,10 @@ class ParquetTable:
             raise DataError(f"{', '.join(map(str, paths))}: cannot combine the parquet files ({e})") from None
         self.columns = list(self.table.column_names)
         small = [c for c in self.columns if c not in lazy]
-        self.rows: list[dict] = self.table.select(small).to_pylist()
+        try:
+            self.rows: list[dict] = self.table.select(small).to_pylist()
+        except (UnicodeDecodeError, pa.ArrowException) as e:  # e.g. a string column of bad UTF-8
+            raise DataError(f"{', '.join(map(str, paths))}: unreadable values ({e})") from None
         self.where = (
             str(paths[0]) if len(paths) == 1 else f"{paths[0].parent}/{{{','.join(p.name for p in paths)}}}"
         )
@@ -440,7 +447,10 @@ class ParquetTable:
         return len(self.rows)
 
     def cell(self, column: str, i: int) -> Any:
-        return self.table.column(column)[i].as_py()
+        try:
+            return self.table.column(column)[i].as_py()
+        except UnicodeDecodeError as e:
+            raise DataError(f"{self.where}: row {i}, column {column!r}: not UTF-8 text ({e})") from None
 
 
 def image_from_cell(cell: Any, root: Path | None, where: str) -> Callable[[], Image.Image] | Path:

@@ -15,7 +15,8 @@ takes four integrated-gradient calls (the ``f`` terms above, along the paths ``a
 does): the two product terms reach both masks by the chain rule, the deletion term only
 ``D``, the insertion term only ``N``; the ``f`` gradients of each mask are halved (as in
 the reference code) and the regularisers' gradients, all on the product ``D N``, added.
-Both masks take Nesterov accelerated gradient steps and are clamped to [0, 1].
+Both masks take Nesterov accelerated gradient steps (:func:`vlm_focus.methods.igos.nesterov`)
+and are clamped to [0, 1].
 
 The paper's improved method (Eq. 8, one mask, half the gradient calls) is ``igos++``; this
 is the baseline it improves on, about twice as expensive.
@@ -29,6 +30,11 @@ Where we differ from the reference code (bytedance/LVLM_Interpretation, ``iGOS_p
   backpropagates through the product directly; same gradient);
 - a non-finite gradient or mask stops the optimisation with :class:`MethodError`.
 
+Its defaults are the reference settings (``igos++ -O preset=paper``: raw gradient, NAG
+with lr 10 and momentum 5, mask 32x32); ``igos++``'s converging step options
+(``normalize``, ``scale_quantile``, ``projected_scale``, ``schedule``, ``momentum``) apply
+to each mask here too, but were not tuned for two masks.
+
 After :meth:`explain`, ``method.masks`` holds the final ``(D, N)`` and ``method.trace``
 the four ``f`` values and the regulariser per iteration.
 
@@ -39,12 +45,26 @@ Example::
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 import torch
 
 from ..errors import MethodError
 from .base import Method, Target, register_method
 from .compose import upsample
-from .igos import IGOSPlusPlus, bilateral_tv, integrated_mask_gradient, l1_term, l2_term
+from .igos import (
+    OBJECTIVE,
+    PAPER,
+    STEP_RANGES,
+    bilateral_tv,
+    check_step_options,
+    integrated_mask_gradient,
+    l1_term,
+    l2_term,
+    nesterov,
+    step_direction,
+    step_size,
+)
 
 
 def two_mask_heatmap(deletion: torch.Tensor, insertion: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -52,22 +72,20 @@ def two_mask_heatmap(deletion: torch.Tensor, insertion: torch.Tensor, size: tupl
     return 1 - upsample(deletion * insertion, size)[0, 0]
 
 
-def nesterov(
-    mask: torch.Tensor, theta: torch.Tensor, grad: torch.Tensor, step: int, lr: float, momentum: float
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """One NAG step as in ``igos++``: ``(new mask clamped to [0, 1], new theta)``."""
-    e = step / (step + momentum)
-    new_theta = mask - lr * grad
-    return (new_theta + e * (new_theta - theta)).clamp(0, 1), new_theta
-
-
 @register_method("igos2")
 class TwoMaskIGOS(Method):
     """The original iGOS++: separate deletion and insertion masks, heatmap ``1 - D N``."""
 
+    option_ranges: ClassVar[dict[str, tuple[float | None, float | None]]] = STEP_RANGES
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        check_step_options(self.name, self.options)
+
     @classmethod
     def defaults(cls) -> dict:
-        return IGOSPlusPlus.defaults()
+        # igos++'s objective with the paper's / reference code's step.
+        return {**OBJECTIVE, **PAPER}
 
     def explain(self, target: Target, pixels: torch.Tensor, baseline: torch.Tensor) -> torch.Tensor:
         o = self.options
@@ -108,8 +126,13 @@ class TwoMaskIGOS(Method):
                     f"igos2: non-finite gradient at iteration {i} (the model's scores overflowed); "
                     "try dtype float32 or a smaller lr"
                 )
-            deletion, theta_d = nesterov(deletion, theta_d, grad_d, i, o["lr"], o["momentum"])
-            insertion, theta_n = nesterov(insertion, theta_n, grad_n, i, o["lr"], o["momentum"])
+            lr = step_size(float(o["lr"]), i, int(o["iterations"]), o["schedule"])
+            deletion, theta_d = nesterov(
+                deletion, theta_d, step_direction(grad_d, deletion, o), i, lr, o["momentum"]
+            )
+            insertion, theta_n = nesterov(
+                insertion, theta_n, step_direction(grad_n, insertion, o), i, lr, o["momentum"]
+            )
             self.trace.append(
                 {
                     "iteration": i,

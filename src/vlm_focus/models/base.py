@@ -12,11 +12,22 @@ An :class:`Adapter` wraps a loaded model and its processor and provides
 
 Methods see only scorers (and, for internal-signal methods, the adapter's hook points),
 never the model itself. A new family is one subclass in its own file.
+
+Adapters keep no per-call state, so one adapter serves several threads at once. What a
+hook point needs to know about the image just preprocessed (Qwen's patch grid, the crops
+of OneVision and Idefics3, InternVL's tiles) is its *layout*: :meth:`Adapter.preprocess`
+records it with :meth:`Adapter.remember_layout` in a context variable - private to the
+calling thread (and asyncio task), never stored on the adapter - and ``patch_tokens`` reads
+it back (or takes it explicitly, ``layout=``). What changes the model itself (eager
+attention, forward hooks, randomised weights) runs under :attr:`Adapter.lock`, which
+:meth:`Lens.explain <vlm_focus.explain.Lens.explain>` holds around its model work.
 """
 
 from __future__ import annotations
 
+import threading
 from abc import ABC, abstractmethod
+from contextvars import ContextVar
 from typing import Any
 
 import torch
@@ -24,6 +35,10 @@ import torch.nn.functional as F
 
 from ..errors import InputError, MethodError, ModelError
 from ..images import tensor_to_pil
+
+#: ``{adapter key: layout}`` of the images this context (thread or asyncio task) preprocessed
+#: last. Replaced, never mutated, so contexts that share a copy never see each other's.
+_LAYOUTS: ContextVar[dict[object, Any]] = ContextVar("vlm_focus_layouts")
 
 
 class Adapter(ABC):
@@ -37,6 +52,22 @@ class Adapter(ABC):
         self.name = name or getattr(model.config, "_name_or_path", "") or type(model).__name__
         self.model.eval()
         self.model.requires_grad_(False)
+        #: Held around everything that runs or changes the model on behalf of one call (see
+        #: the module docstring); re-entrant, so a holder may call ``Lens.explain`` inside.
+        self.lock = threading.RLock()
+        self._layout_key = object()
+
+    # ----- per-call layout, private to the calling thread ----------------------------------
+    def remember_layout(self, layout: Any) -> None:
+        """Record ``layout`` (what the hook points need about the image just preprocessed)
+        for later calls from this thread / task only."""
+        key = self.__dict__.setdefault("_layout_key", object())
+        _LAYOUTS.set({**_LAYOUTS.get({}), key: layout})
+
+    def recalled_layout(self) -> Any:
+        """The layout this thread / task last recorded for this adapter (None: none yet)."""
+        key = self.__dict__.get("_layout_key")
+        return None if key is None else _LAYOUTS.get({}).get(key)
 
     # ----- devices -------------------------------------------------------------------
     @property

@@ -172,9 +172,6 @@ class Idefics3Adapter(Adapter):
                 f"{self.name}: the processor writes {processor.image_seq_len} image tokens per frame, "
                 f"the model makes {tokens}"
             )
-        # Frames per image (crops + global) of the last preprocessed image: patch_tokens
-        # needs it to find the global images in the encoder's [B * n_frames, N, D].
-        self._n_frames: int | None = None
 
     @classmethod
     def load_processor(cls, path: str, model_type: str, trust_remote_code: bool = False) -> Any:
@@ -226,7 +223,8 @@ class Idefics3Adapter(Adapter):
             x = x * 255.0
         if getattr(ip, "do_normalize", True):
             x = P.normalize(x.flatten(0, 1), ip.image_mean, ip.image_std).unflatten(0, x.shape[:2])
-        self._n_frames = x.shape[1]
+        # Frames per image (crops + global): patch_tokens finds the images by it.
+        self.remember_layout(int(x.shape[1]))
         out = {"pixel_values": x}
         if getattr(ip, "do_pad", True):
             out["pixel_attention_mask"] = torch.ones(
@@ -243,12 +241,13 @@ class Idefics3Adapter(Adapter):
         """The patch grid of one frame (a crop or the global image), ``(S // patch, S // patch)``."""
         return self.side // self.patch, self.side // self.patch
 
-    def patch_tokens(self, hidden: torch.Tensor) -> torch.Tensor:
+    def patch_tokens(self, hidden: torch.Tensor, layout: int | None = None) -> torch.Tensor:
         """Vision-layer output ``[B * n_frames, N, D]`` -> ``[B, n_frames * N, D]``: each image's
         frames in the processor's order (crops row-major, then the global image), patches
-        row-major. ``n_frames`` is that of the last preprocessed image; a ``[1, N, D]`` input
-        is one frame."""
-        n = (self._n_frames or 1) if hidden.shape[0] > 1 else 1
+        row-major. ``layout``: frames per image; by default that of the image this thread
+        preprocessed last. A ``[1, N, D]`` input is one frame."""
+        n_frames = layout if layout is not None else self.recalled_layout()
+        n = (n_frames or 1) if hidden.shape[0] > 1 else 1
         if hidden.shape[0] % n:
             raise ModelError(
                 f"{self.name}: {hidden.shape[0]} encoder inputs, not a multiple of {n} per image"

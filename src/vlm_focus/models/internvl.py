@@ -147,9 +147,6 @@ class InternVLAdapter(Adapter):
         self.merge = self._merge()
         self.unit_grid = (self.patch_grid[0] // self.merge, self.patch_grid[1] // self.merge)
         self._check_tokens_per_tile()
-        # The tiling of the last preprocessed image: patch_tokens needs it to find the tiles
-        # of each image in the encoder's [B * n_inputs, N, D] and to stitch them.
-        self._tiling: Tiling | None = None
 
     @classmethod
     def load_processor(cls, path: str, model_type: str, trust_remote_code: bool = False) -> Any:
@@ -227,7 +224,7 @@ class InternVLAdapter(Adapter):
             x = x * 255.0
         if o["do_normalize"]:
             x = P.normalize(x, o["image_mean"], o["image_std"])
-        self._tiling = tiling
+        self.remember_layout(tiling)  # patch_tokens finds each image's tiles by it
         return {"pixel_values": x}
 
     # ----- hook points (every tile and the thumbnail) ----------------------------------------
@@ -239,13 +236,13 @@ class InternVLAdapter(Adapter):
         """One input's (a tile's or the thumbnail's) grid of image tokens, ``S / (patch * k)`` a side."""
         return self.unit_grid
 
-    def patch_tokens(self, hidden: torch.Tensor) -> torch.Tensor:
+    def patch_tokens(self, hidden: torch.Tensor, layout: Tiling | None = None) -> torch.Tensor:
         """Vision-layer output ``[B * n_inputs, 1 + gh * gw, D]`` -> ``[B, n_inputs * uh * uw, D]``,
         the language model's image-token order: tiles row-major, then the thumbnail, each on
         its token grid (class token dropped, the ``k x k`` patches the pixel shuffle folds into
-        one token averaged). The tiling is that of the last preprocessed image (one input when
-        none was preprocessed yet)."""
-        tiling = self._tiling or Tiling(1, 1, False)
+        one token averaged). ``layout``: the tiling; by default that of the image this thread
+        preprocessed last (one input when none was preprocessed yet)."""
+        tiling = layout or self.recalled_layout() or Tiling(1, 1, False)
         n, (gh, gw), k = tiling.n_inputs, self.patch_grid, self.merge
         if hidden.shape[0] % n:
             raise ModelError(

@@ -97,9 +97,6 @@ class LlavaOnevisionAdapter(Adapter):
         crop = P.size_dict(ip.crop_size) if getattr(ip, "crop_size", None) else {}
         self.crop = int(crop.get("height") or size.get("height") or side or 0)
         self.vision_config: Any = model.config.vision_config
-        # Number of encoder inputs per image (base + crops) of the last preprocessed image:
-        # patch_tokens needs it to find the base images in the tower's [B * (1 + n), N, D].
-        self._n_inputs: int | None = None
 
     @classmethod
     def load_processor(cls, path: str, model_type: str, trust_remote_code: bool = False) -> Any:
@@ -149,7 +146,8 @@ class LlavaOnevisionAdapter(Adapter):
             x = x * 255.0
         if getattr(ip, "do_normalize", True):
             x = P.normalize(x.flatten(0, 1), ip.image_mean, ip.image_std).unflatten(0, x.shape[:2])
-        self._n_inputs = x.shape[1]
+        # Encoder inputs per image (base + crops): patch_tokens finds the images by it.
+        self.remember_layout(int(x.shape[1]))
         sizes = torch.tensor([[H, W]] * B, dtype=torch.long, device=pixels.device)
         return {"pixel_values": x, "image_sizes": sizes}
 
@@ -167,12 +165,14 @@ class LlavaOnevisionAdapter(Adapter):
         cfg = self.vision_config
         return cfg.image_size // cfg.patch_size, cfg.image_size // cfg.patch_size
 
-    def patch_tokens(self, hidden: torch.Tensor) -> torch.Tensor:
+    def patch_tokens(self, hidden: torch.Tensor, layout: int | None = None) -> torch.Tensor:
         """Vision-layer output ``[B * (1 + n_crops), N, D]`` -> ``[B, (1 + n_crops) * rows * cols, D]``:
         each image's base image then crops, each row-major on its grid (class token dropped).
-        ``n_crops`` is that of the last preprocessed image; a ``[1, N, D]`` input is one input."""
+        ``layout``: inputs per image, ``1 + n_crops``; by default that of the image this
+        thread preprocessed last. A ``[1, N, D]`` input is one input."""
         rows, cols = self.vision_grid(hidden)
-        n = (self._n_inputs or 1) if hidden.shape[0] > 1 else 1
+        n_inputs = layout if layout is not None else self.recalled_layout()
+        n = (n_inputs or 1) if hidden.shape[0] > 1 else 1
         if hidden.shape[0] % n:
             raise ModelError(
                 f"{self.name}: {hidden.shape[0]} encoder inputs, not a multiple of {n} per image"

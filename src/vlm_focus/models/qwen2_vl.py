@@ -100,9 +100,6 @@ class Qwen2VLAdapter(Adapter):
                 f"{self.name}: processor patch/merge {self.patch}/{self.merge} differ from the vision "
                 f"config's {vcfg.patch_size}/{vcfg.spatial_merge_size}"
             )
-        # The grid of the last preprocessed image: patch_tokens needs it to split and reorder
-        # the flat [B * N, D] sequences of the vision blocks.
-        self._grid: tuple[int, int] | None = None
 
     @classmethod
     def load_processor(cls, path: str, model_type: str, trust_remote_code: bool = False) -> Any:
@@ -148,7 +145,7 @@ class Qwen2VLAdapter(Adapter):
         x = x.unsqueeze(6).expand(*x.shape[:6], self.temporal, p, p)  # a still image: repeat in time
         values = x.reshape(B * gh * gw, C * self.temporal * p * p)
         grid = torch.tensor([[1, gh, gw]] * B, dtype=torch.long, device=pixels.device)
-        self._grid = (gh, gw)
+        self.remember_layout((gh, gw))  # patch_tokens splits the flat [B * N, D] by it
         return {"pixel_values": values, "image_grid_thw": grid}
 
     # ----- text-side inputs ----------------------------------------------------------------
@@ -186,15 +183,17 @@ class Qwen2VLAdapter(Adapter):
             )
         return merge_order(gh, gw, self.merge, window_index).to(device)
 
-    def patch_tokens(self, hidden: torch.Tensor) -> torch.Tensor:
+    def patch_tokens(self, hidden: torch.Tensor, layout: tuple[int, int] | None = None) -> torch.Tensor:
         """Vision-block output ``[B * N, D]`` (or ``[B, N, D]``), ``N = grid_h * grid_w`` in the
         blocks' order -> ``[B, rows * cols, D]`` row-major on the merged grid (each unit the mean
-        of its ``merge x merge`` patches). The grid is that of the last preprocessed image."""
-        if self._grid is None:
+        of its ``merge x merge`` patches). ``layout``: the patch grid ``(grid_h, grid_w)``;
+        by default that of the image this thread preprocessed last."""
+        grid = layout if layout is not None else self.recalled_layout()
+        if grid is None:
             raise ModelError(
                 f"{self.name}: patch_tokens needs a forward pass first (no image preprocessed yet)"
             )
-        gh, gw = self._grid
+        gh, gw = grid
         n, unit = gh * gw, self.merge**2
         x = hidden if hidden.ndim == 3 else hidden.reshape(-1, n, hidden.shape[-1])
         if x.shape[1] != n:

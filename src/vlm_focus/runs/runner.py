@@ -49,10 +49,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from ..errors import InputError, VlmFocusError
-from ..metrics import human_map_scores, localization_scores, sanity_check
+from ..errors import InputError, OutputError, VlmFocusError
+from ..metrics import human_map_scores, localization_scores
+from ..randomization import sanity_check
 from . import shards as shards_mod
 from . import store
+from .retry import explain_with_retries
 from .summary import summarize
 
 if TYPE_CHECKING:
@@ -149,7 +151,7 @@ def evaluate_sample(
             warnings.simplefilter("always")
             torch.manual_seed(sample_seed(seed, index))
             image = sample.load_image()
-            ex = lens.explain(image, sample.question)
+            ex = explain_with_retries(lens, image, sample.question, sample_seed(seed, index), rec)
             correct, rule = grade(ex.answer, sample)
             rec.update(
                 answer=ex.answer,
@@ -175,6 +177,8 @@ def evaluate_sample(
                 rec.update(status="ok", heatmap=f"{store.HEATMAPS}/{name}")
             rec["timings"] = ex.timings
         rec["warnings"] = list(dict.fromkeys(list(ex.warnings) + [str(w.message) for w in caught]))
+    except OutputError:  # the output folder cannot be written: stop the run, not this sample
+        raise
     except VlmFocusError as e:
         rec.update(status="skipped", reason=f"{type(e).__name__}: {e}")
     except Exception as e:  # a long run must survive one bad sample; the record says what broke
@@ -270,7 +274,7 @@ def run(
     """Explain the samples of ``dataset`` (those in ``ids`` if given, then the first ``limit``)
     into ``out`` and return the summary (on every rank).
 
-    ``sanity``: also run :func:`~vlm_focus.metrics.sanity_check` per sample (one more heatmap
+    ``sanity``: also run :func:`~vlm_focus.randomization.sanity_check` per sample (one more heatmap
     each). ``tolerance``: pointing-game tolerance in pixels (default
     :func:`pointing_tolerance`). ``args``: extra arguments to record (the CLI's). Raises
     :class:`InputError` if ``out`` already holds results and ``resume`` is False.
@@ -290,10 +294,11 @@ def run(
         problem: VlmFocusError | None = None
         if shard.main:  # prepare the folder alone: lock, repair, check and record the settings
             try:
-                out.mkdir(parents=True, exist_ok=True)
+                store.make_dir(out)
                 stack.enter_context(store.locked(out))
                 if resume:
                     store.read_all(out, repair=True)
+                    store.remove_stale_temps(out)
                     check_config(out / store.CONFIG, cfg)
                 store.write_json(out / store.CONFIG, cfg)
             except VlmFocusError as e:
@@ -374,12 +379,15 @@ def _loop(
         desc=f"evaluate {dataset.name}{where}",
     )
     status: Counter = Counter()
-    with bar, open(out / store.shard_name(shard.rank, shard.world_size), "a", encoding="utf-8") as f:
+    with bar, store.open_results(out / store.shard_name(shard.rank, shard.world_size)) as f:
         for sid in todo:
             try:
                 sample = dataset.get(sid)
             except VlmFocusError as e:  # a broken index entry: record it, go on
                 rec: dict[str, Any] = {"id": sid, "status": "skipped", "reason": f"{type(e).__name__}: {e}"}
+            except Exception as e:  # a loader bug on one record: record it, go on (retried on resume)
+                rec = {"id": sid, "status": "error", "reason": f"{type(e).__name__}: {e}"}
+                rec["traceback"] = traceback.format_exc(limit=8)
             else:
                 rec = evaluate_sample(
                     lens, sample, position[sid], seed, out / store.HEATMAPS, tolerance, sanity

@@ -12,12 +12,19 @@ Layout of ``out/``:
 Every record is appended and fsync'ed as soon as its sample ends, so a kill loses at most
 the line being written. Reading repairs exactly that: a truncated last line is dropped
 (and, with ``repair``, the file rewritten without it); a broken line elsewhere is an error.
-JSON files are replaced atomically (temporary file + ``os.replace``), never half-written.
+JSON, results and heatmap files are replaced atomically (:mod:`vlm_focus.files`: temporary
+file + ``os.replace``, never through a symbolic link), never half-written; a resumed run
+removes the temporary files a kill left (:func:`remove_stale_temps`).
+
+A folder that cannot be written (read-only, disk full) raises :class:`OutputError`, and
+what was written before stays intact: a record that does not fit is cut off again, so the
+results file ends with the last whole record.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import math
 import os
@@ -28,7 +35,8 @@ from typing import IO, Any
 
 import numpy as np
 
-from ..errors import DataError, InputError
+from ..errors import DataError, InputError, OutputError
+from ..files import atomic_write_bytes, atomic_write_text
 
 RESULTS, SUMMARY, CONFIG, HEATMAPS = "results.jsonl", "summary.json", "run.json", "heatmaps"
 LOCK = ".lock"
@@ -79,11 +87,33 @@ def dumps(record: dict) -> str:
     return json.dumps(clean(record), allow_nan=False)
 
 
+def open_results(path: str | Path) -> IO[str]:
+    """Open a results file for :func:`append` (:class:`OutputError` if it cannot be)."""
+    try:
+        return open(path, "a", encoding="utf-8")
+    except OSError as e:
+        raise OutputError(f"cannot write {path}: {e.strerror or e}") from None
+
+
 def append(f: IO[str], record: dict) -> None:
-    """Append ``record`` as one line to the open file ``f`` and make it durable."""
-    f.write(dumps(record) + "\n")
-    f.flush()
-    os.fsync(f.fileno())
+    """Append ``record`` as one line to the open file ``f`` and make it durable. A write that
+    fails (disk full, I/O error) is cut back to the file's previous end and raises
+    :class:`OutputError`: the file keeps every earlier record whole."""
+    data = (dumps(record) + "\n").encode("utf-8")
+    f.flush()  # nothing buffered: every record goes through the descriptor below
+    fd = f.fileno()
+    end = os.fstat(fd).st_size
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, end)
+        raise OutputError(
+            f"cannot write {getattr(f, 'name', 'the results file')}: {e.strerror or e}"
+        ) from None
 
 
 def read_results(path: str | Path, repair: bool = True) -> list[dict]:
@@ -93,7 +123,10 @@ def read_results(path: str | Path, repair: bool = True) -> list[dict]:
     path = Path(path)
     if not path.exists():
         return []
-    raw = path.read_bytes()
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise DataError(f"cannot read {path}: {e.strerror or e}") from None
     lines = raw.split(b"\n")
     records, dropped = [], False
     for n, line in enumerate(lines, start=1):
@@ -116,35 +149,51 @@ def read_results(path: str | Path, repair: bool = True) -> list[dict]:
 
 def write_results(path: str | Path, records: Iterable[dict]) -> None:
     """Replace ``path`` atomically by ``records``, one JSON line each."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for rec in records:
-            f.write(dumps(rec) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    atomic_write_text(path, "".join(dumps(rec) + "\n" for rec in records))
 
 
 def write_json(path: str | Path, data: dict) -> None:
     """Replace ``path`` atomically by ``data`` as indented JSON."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(json.dumps(clean(data), indent=2, allow_nan=False) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(clean(data), indent=2, allow_nan=False) + "\n")
 
 
 def write_npy(path: str | Path, array: Any) -> None:
     """Save a float32 array atomically (no pickle)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        np.save(f, np.asarray(array, dtype=np.float32), allow_pickle=False)
-    os.replace(tmp, path)
+    make_dir(path.parent)
+    buf = io.BytesIO()
+    np.save(buf, np.asarray(array, dtype=np.float32), allow_pickle=False)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def make_dir(path: str | Path) -> Path:
+    """``mkdir -p`` (:class:`OutputError` if the folder cannot be made)."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"cannot create the folder {path}: {e.strerror or e}") from None
+    return path
+
+
+#: Temporary files of the atomic writes (``vlm_focus.files`` names them ``.<name>.<random>.tmp``;
+#: older versions wrote ``<name>.tmp``). No results or heatmap file ends so.
+_TEMP = re.compile(r"^.+\.tmp$")
+
+
+def remove_stale_temps(out: str | Path) -> list[Path]:
+    """Remove the temporary files a killed run left in ``out`` and ``out/heatmaps`` (call
+    while holding :func:`locked`, before any process writes). Returns what was removed."""
+    removed = []
+    for folder in (Path(out), Path(out) / HEATMAPS):
+        if not folder.is_dir():
+            continue
+        for p in folder.iterdir():
+            if _TEMP.match(p.name) and p.is_file() and not p.is_symlink():
+                with contextlib.suppress(OSError):
+                    p.unlink()
+                    removed.append(p)
+    return removed
 
 
 def safe_name(sample_id: str) -> str:
@@ -220,7 +269,11 @@ def locked(directory: str | Path) -> Iterator[None]:
     except ImportError:
         yield
         return
-    with open(Path(directory) / LOCK, "w") as f:
+    try:
+        f = open(Path(directory) / LOCK, "w")
+    except OSError as e:
+        raise OutputError(f"cannot write to {directory}: {e.strerror or e}") from None
+    with f:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:

@@ -14,6 +14,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from PIL import Image
 
+from .colors import DEFAULT_CMAP, DEFAULT_OPACITY
 from .overlay import SELECTED_COLOR, printable
 
 OTHER_BAR_COLOR = "#9e9e9e"
@@ -114,7 +115,7 @@ def curves_figure(curves: Mapping[str, Sequence[float]] | None, scores: Mapping[
         ax.set_axis_off()
         return fig
     ax.set_xlabel("fraction of mask cells removed / inserted")
-    ax.set_ylabel("normalised score")
+    ax.set_ylabel("score (1 = full image, 0 = baseline)")
     ax.set_title("Deletion and insertion")
     ax.set_xlim(float(x.min()), float(x.max()) if x.max() > x.min() else float(x.min()) + 1.0)
     ax.legend(loc="best", fontsize=8, framealpha=0.9)
@@ -128,32 +129,35 @@ def token_maps_figure(
     image: Image.Image | np.ndarray,
     token_maps: Mapping[int, np.ndarray],
     tokens: Sequence[str],
-    cmap: str = "jet",
-    alpha_max: float = 0.6,
+    cmap: str = DEFAULT_CMAP,
+    alpha_max: float = DEFAULT_OPACITY,
     columns: int = 4,
 ) -> Figure:
-    """Small multiples: the image with each selected token's own map over it, the token as
-    the panel's title, in answer order, with one colour bar (each map scaled to [0, 1])."""
+    """Small multiples: the greyed image with each selected token's own map over it (as
+    :func:`vlm_focus.viz.colors.overlay_rgb`), the token as the panel's title, in answer
+    order, with one colour bar (each map scaled to [0, 1] on its own)."""
     from matplotlib.cm import ScalarMappable
     from matplotlib.colors import Normalize
 
-    from .overlay import _as_rgb_array, heat_rgba
+    from .colors import colormap, for_display, overlay_rgb
 
-    rgb = _as_rgb_array(image)
     order = sorted(token_maps)
     cols = max(1, min(columns, len(order)))
     rows = max(1, -(-len(order) // cols))
-    aspect = rgb.shape[0] / max(1, rgb.shape[1])
-    fig = Figure(figsize=(2.2 * cols + 0.8, 2.2 * aspect * rows + 0.5), dpi=100)
+    rgb0 = np.asarray(image.convert("RGB")) if isinstance(image, Image.Image) else np.asarray(image)
+    aspect = rgb0.shape[0] / max(1, rgb0.shape[1])
+    fig = Figure(figsize=(2.2 * cols + 0.9, 2.2 * aspect * rows + 0.5), dpi=100)
     FigureCanvasAgg(fig)
     for k, t in enumerate(order):
+        rgb, heat = for_display(image, token_maps[t], min_side=256, max_side=512)
         ax = fig.add_subplot(rows, cols, k + 1)
-        ax.imshow(rgb)
-        ax.imshow(heat_rgba(token_maps[t], cmap, alpha_max))
+        ax.imshow(overlay_rgb(rgb, heat, cmap=cmap, opacity=alpha_max))
         label = _token_label(tokens[t]) if 0 <= t < len(tokens) else f"#{t}"
         ax.set_title(f"{label} (token {t})", fontsize=10, color=SELECTED_COLOR)
         ax.set_axis_off()
     if order:
-        bar = fig.colorbar(ScalarMappable(Normalize(0, 1), cmap), ax=fig.axes, fraction=0.03, pad=0.02)
-        bar.set_label("heat (per map)")
+        bar = fig.colorbar(
+            ScalarMappable(Normalize(0, 1), colormap(cmap)), ax=fig.axes, fraction=0.03, pad=0.02
+        )
+        bar.set_label("relative heat (each map on its own)")
     return fig

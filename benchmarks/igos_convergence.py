@@ -1,0 +1,275 @@
+"""Does iGOS++ converge, and does its map find the asked-about object? The driver behind the
+iGOS++ optimiser study (BENCHMARKS.md, "iGOS++ that converges").
+
+On fresh shapes scenes of 2-4 objects (colour and shape questions, alternating) it explains
+each answer with ``igos++`` and the given options and, per model, prints a Markdown row:
+
+- pointing: the heat maximum within 3 % of the side of the asked-about object
+  (:func:`vlm_focus.metrics.pointing_game`; tied maxima count by their share);
+- object hottest: share of scenes whose asked-about object has a higher mean heat than
+  every other object;
+- ins − del: insertion AUC minus deletion AUC (``ex.scores``, the lens's metric);
+- passes: images scored per scene, by the method (iterations × ig_iter × 2) and in all
+  (with token selection and the deletion/insertion metric), counted at the scorer;
+- change: the mask's mean absolute change per cell in the first and the last iteration;
+- sanity: with ``--sanity K``, the mean Spearman correlation of the map with the map of a
+  model whose parameters are all randomised (:func:`vlm_focus.randomization.sanity_check`,
+  the seed of ``benchmarks/ground_truth.py``'s evaluation), on the first K scenes;
+- seconds per scene (wall clock, one thread).
+
+``--trace`` also prints, per iteration, the mean heat on the asked-about object, the
+highest mean heat on another object and the mask's change (the convergence trace).
+
+    python benchmarks/igos_convergence.py --models shapes-llava --seed 4242 --n 20 \\
+        --options normalize=max lr=0.2
+    python benchmarks/igos_convergence.py --seed 9090 --size 96 --n 40 --sanity 5
+    python benchmarks/igos_convergence.py --options preset=paper --trace
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import vlm_focus
+from vlm_focus.baselines import make_baseline
+from vlm_focus.cli.common import parse_options
+from vlm_focus.data.shapes import make_sample
+from vlm_focus.images import to_tensor
+from vlm_focus.methods.compose import upsample
+from vlm_focus.metrics import pointing_game
+from vlm_focus.randomization import sanity_check
+
+ZOO = ("shapes-llava", "shapes-qwen2.5-vl", "shapes-onevision", "shapes-multi-encoder")
+
+
+class PassCounter:
+    """Counts the images every scorer of ``lens`` scores (forward calls × batch)."""
+
+    def __init__(self, lens: vlm_focus.Lens) -> None:
+        self.total = 0
+        adapter = lens.adapter
+        make = adapter.scorer
+
+        def scorer(*args, **kwargs):
+            s = make(*args, **kwargs)
+            score = s._score
+
+            def counted(pixels):
+                self.total += int(pixels.shape[0])
+                return score(pixels)
+
+            s._score = counted
+            return s
+
+        adapter.scorer = scorer
+        method = lens.method
+        explain = method.explain
+        self.method = 0
+
+        def explain_counted(*args, **kwargs):
+            before = self.total
+            try:
+                return explain(*args, **kwargs)
+            finally:
+                self.method += self.total - before
+
+        method.explain = explain_counted
+
+
+def object_heat(heat: np.ndarray, sample) -> tuple[float, float]:
+    """Mean heat on the asked-about object and the highest mean heat on another object."""
+    others = [o.mask for o in sample.objects if not (o.mask & sample.evidence).any()]
+    return float(heat[sample.evidence].mean()), max(float(heat[m].mean()) for m in others)
+
+
+def answer_objects(sample) -> tuple[np.ndarray, bool]:
+    """The mask of every object carrying the answer (the asked-about object and any other of
+    the same colour, for a colour question, or shape, for a shape question) and whether there
+    is such another object ("shared answer")."""
+    target = next(o for o in sample.objects if (o.mask & sample.evidence).any())
+    twins = [
+        o
+        for o in sample.objects
+        if o is not target and getattr(o, sample.qtype) == getattr(target, sample.qtype)
+    ]
+    union = sample.evidence.copy()
+    for o in twins:
+        union |= o.mask
+    return union, bool(twins)
+
+
+def p_object_deleted(lens, sample, ex) -> float:
+    """Mean probability of the selected tokens with the asked-about object (widened by 1 px)
+    replaced by the blur baseline."""
+    pixels = to_tensor(sample.image, None)
+    base = make_baseline("blur", pixels)
+    m = torch.from_numpy(sample.evidence).float()[None, None]
+    m = torch.nn.functional.max_pool2d(m, 3, 1, 1)[0, 0]
+    scorer = lens.adapter.scorer(pixels, sample.question, torch.tensor(ex.token_ids))
+    with torch.no_grad():
+        logp = scorer((pixels * (1 - m) + base * m)[None])[0]
+    return float(logp[ex.selected].exp().mean())
+
+
+def split(ok: list[dict], key: str, shared: bool) -> float:
+    values = [r[key] for r in ok if r["shared"] == shared]
+    return float(np.mean(values)) if values else math.nan
+
+
+def run_model(model: str, args: argparse.Namespace, options: dict) -> dict:
+    lens = vlm_focus.load(model, method="igos++", device="cpu", **options)
+    counter = PassCounter(lens)
+    rows = []
+    t_all = 0.0
+    for i in range(args.n):
+        sample = make_sample(
+            args.seed, i, ("color", "shape")[i % 2], size=args.size, min_objects=2, max_objects=4
+        )
+        method_before, total_before = counter.method, counter.total
+        t0 = time.perf_counter()
+        ex = lens.explain(sample.image, sample.question)
+        seconds = time.perf_counter() - t0
+        if not ex.selected or ex.heatmap is None:
+            rows.append({"id": sample.id, "skipped": True})
+            continue
+        t_all += seconds
+        on, off = object_heat(ex.heatmap, sample)
+        union, shared = answer_objects(sample)
+        row = {
+            "id": sample.id,
+            "qtype": sample.qtype,
+            "pointing": pointing_game(ex.heatmap, sample.evidence, tolerance=0.03 * args.size),
+            "hottest": on > off,
+            "shared": shared,
+            "pointing_answer_objects": pointing_game(ex.heatmap, union, tolerance=0.03 * args.size),
+            "p_object_deleted": p_object_deleted(lens, sample, ex),
+            "heat_object": on,
+            "heat_other": off,
+            "ins_del": ex.scores["insertion"] - ex.scores["deletion"],
+            "passes_method": counter.method - method_before,
+            "passes_total": counter.total - total_before,
+            "seconds": seconds,
+        }
+        method = lens.method
+        H, W = ex.heatmap.shape
+        trace = []
+        for mask, step in zip(method.masks[1:], method.trace, strict=True):
+            h = (1 - upsample(mask, (H, W))[0, 0]).clamp(0, 1).cpu().numpy()
+            trace.append((*object_heat(h, sample), step["change"]))
+        row["trace"] = trace
+        if i < args.sanity:
+            check = sanity_check(lens, sample.image, sample.question, seed=args.seed, explanation=ex)
+            row["sanity"] = check.spearman
+        rows.append(row)
+    ok = [r for r in rows if not r.get("skipped")]
+    sanity = [r["sanity"] for r in ok if "sanity" in r]
+    traces = np.array([r["trace"] for r in ok])  # scene, iteration, (object, other, change)
+    return {
+        "model": model,
+        "scenes": f"{len(ok)}/{len(rows)}",
+        "pointing": float(np.mean([r["pointing"] for r in ok])),
+        "hottest": float(np.mean([r["hottest"] for r in ok])),
+        "ins_del": float(np.mean([r["ins_del"] for r in ok])),
+        "passes_method": float(np.mean([r["passes_method"] for r in ok])),
+        "passes_total": float(np.mean([r["passes_total"] for r in ok])),
+        "change_first": float(traces[:, 0, 2].mean()),
+        "change_last": float(traces[:, -1, 2].mean()),
+        "sanity": float(np.mean(sanity)) if sanity else math.nan,
+        "shared": f"{sum(r['shared'] for r in ok)}/{len(ok)}",
+        "pointing_alone": split(ok, "pointing", False),
+        "hottest_alone": split(ok, "hottest", False),
+        "pointing_shared": split(ok, "pointing", True),
+        "pointing_answer_objects": float(np.mean([r["pointing_answer_objects"] for r in ok])),
+        "p_deleted_alone": split(ok, "p_object_deleted", False),
+        "p_deleted_shared": split(ok, "p_object_deleted", True),
+        "seconds": t_all / max(1, len(ok)),
+        "trace": traces.mean(0).tolist(),
+        "rows": rows,
+    }
+
+
+HEADER = (
+    "| model | scenes | pointing ↑ | object hottest ↑ | ins − del ↑ | sanity ρ ↓ "
+    "| passes (method / all) | change first → last | s / scene |\n|---|---|---|---|---|---|---|---|---|"
+)
+
+
+SPLIT_HEADER = (
+    "| model | shared answer | pointing, answer alone ↑ | object hottest, answer alone ↑ "
+    "| pointing, answer shared | pointing on any answer object ↑ | p, object deleted: alone / shared |\n"
+    "|---|---|---|---|---|---|---|"
+)
+
+
+def split_row(s: dict) -> str:
+    cells = [
+        s["model"],
+        s["shared"],
+        f"{s['pointing_alone']:.3f}",
+        f"{s['hottest_alone']:.3f}",
+        f"{s['pointing_shared']:.3f}",
+        f"{s['pointing_answer_objects']:.3f}",
+        f"{s['p_deleted_alone']:.3f} / {s['p_deleted_shared']:.3f}",
+    ]
+    return "| " + " | ".join(cells) + " |"
+
+
+def table_row(s: dict) -> str:
+    cells = [
+        s["model"],
+        s["scenes"],
+        f"{s['pointing']:.3f}",
+        f"{s['hottest']:.3f}",
+        f"{s['ins_del']:.3f}",
+        "-" if math.isnan(s["sanity"]) else f"{s['sanity']:.3f}",
+        f"{s['passes_method']:.0f} / {s['passes_total']:.0f}",
+        f"{s['change_first']:.3f} → {s['change_last']:.3f}",
+        f"{s['seconds']:.2f}",
+    ]
+    return "| " + " | ".join(cells) + " |"
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", default=",".join(ZOO))
+    ap.add_argument("--seed", type=int, default=4242, help="scene stream (training used 0 and 1)")
+    ap.add_argument("--n", type=int, default=20, help="scenes per model")
+    ap.add_argument("--size", type=int, default=64, help="scene side in pixels")
+    ap.add_argument("--options", nargs="*", default=[], metavar="KEY=VALUE", help="igos++ / lens options")
+    ap.add_argument("--sanity", type=int, default=0, metavar="K", help="sanity check on the first K scenes")
+    ap.add_argument("--trace", action="store_true", help="print the mean trace over iterations")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--out", type=Path, default=None, help="write the per-scene records here (JSON)")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    warnings.filterwarnings("ignore", message="the blur baseline does not remove")
+    options = parse_options(args.options)
+    results = []
+    for model in args.models.split(","):
+        s = run_model(model, args, options)
+        results.append(s)
+        print(table_row(s), flush=True)
+        if args.trace:
+            for k, (on, off, change) in enumerate(s["trace"]):
+                print(f"    iteration {k}: heat object {on:.3f}, other {off:.3f}, change {change:.4f}")
+    print(f"\nseed {args.seed}, size {args.size}, options {options or 'defaults'}\n")
+    print(HEADER)
+    for s in results:
+        print(table_row(s))
+    print("\n" + SPLIT_HEADER)
+    for s in results:
+        print(split_row(s))
+    if args.out:
+        args.out.write_text(json.dumps({"args": vars(args) | {"out": str(args.out)}, "results": results}))
+
+
+if __name__ == "__main__":
+    main()
