@@ -92,6 +92,21 @@ METHODS: dict[str, MethodInfo] = {
         "Black-box saliency from randomly masked images.",
         {"n_masks": 500, "grid": 8, "p": 0.5, "seed": 0, "score": "prob", "batch_size": None},
     ),
+    "subset": MethodInfo(
+        "Greedy region subset search on a sufficiency + necessity objective; the heatmap is the "
+        "order of choice.",
+        {
+            "n_regions": 36,
+            "budget": 0.25,
+            "w_insertion": 1.0,
+            "w_deletion": 1.0,
+            "patience": 1,
+            "tolerance": 0.0,
+            "segments": "grid",
+            "compactness": 10.0,
+            "batch_size": None,
+        },
+    ),
     "tam": MethodInfo(
         "Token Activation Map: LM-head activations of the image tokens per selected token, "
         "with estimated causal inference and a rank Gaussian filter (see the module docstring).",
