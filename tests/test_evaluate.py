@@ -17,11 +17,11 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 from conftest import FAST_CLI
+from fakes import red_answer
 from scipy import ndimage
 
 import vlm_focus
 from vlm_focus.errors import DataError, ImageError, InputError
-from vlm_focus.explanation import Explanation
 from vlm_focus.runs import (
     METRICS,
     NO_IMAGE,
@@ -197,21 +197,7 @@ class FakeLens:
             raise self.fail[question]
         objects = (np.asarray(image).min(-1) < 150).astype(np.float32)  # the ground is light grey
         depends = not question.startswith("How many")
-        return Explanation(
-            model="fake",
-            method="fake",
-            question=question,
-            answer="The x is red.",
-            tokens=["The", " red"],
-            token_ids=[1, 2],
-            logprob=[-1.0, -1.0],
-            logprob_baseline=[-1.0, -5.0],
-            llr=[0.0, 4.0],
-            selected=[1] if depends else [],
-            alpha=1.0,
-            heatmap=objects if depends else None,
-            scores={"deletion": 0.25, "insertion": 0.75} if depends else {},
-        )
+        return red_answer(question, objects if depends else None)
 
 
 def test_no_image_dependence_is_skipped_and_localisation_uses_the_evidence(tmp_path):

@@ -26,13 +26,13 @@ import numpy as np
 import pytest
 import torch
 from conftest import FAST_CLI
+from fakes import red_answer
 from PIL import Image
 
 import vlm_focus
 from vlm_focus import files as files_mod
 from vlm_focus.data.base import Dataset, Sample
 from vlm_focus.errors import DataError, OutputError
-from vlm_focus.explanation import Explanation
 from vlm_focus.models.base import Scorer
 from vlm_focus.runs import read_results, run, run_evaluation, store
 from vlm_focus.runs.retry import is_out_of_memory
@@ -58,21 +58,7 @@ class FakeLens:
         if self.pause:
             time.sleep(random.uniform(0, self.pause))
         heat = (np.asarray(image).min(-1) < 150).astype(np.float32)
-        return Explanation(
-            model="fake",
-            method="fake",
-            question=question,
-            answer="The x is red.",
-            tokens=["The", " red"],
-            token_ids=[1, 2],
-            logprob=[-1.0, -1.0],
-            logprob_baseline=[-1.0, -5.0],
-            llr=[0.0, 4.0],
-            selected=[1],
-            alpha=1.0,
-            heatmap=heat,
-            scores={"deletion": 0.25, "insertion": 0.75},
-        )
+        return red_answer(question, heat)
 
 
 def records(out: Path) -> list[dict]:

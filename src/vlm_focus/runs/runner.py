@@ -291,22 +291,7 @@ def run(
         shards_mod.distributed(getattr(lens.adapter, "device", None)) as shard,
         contextlib.ExitStack() as stack,
     ):
-        problem: VlmFocusError | None = None
-        if shard.main:  # prepare the folder alone: lock, repair, check and record the settings
-            try:
-                store.make_dir(out)
-                stack.enter_context(store.locked(out))
-                if resume:
-                    store.read_all(out, repair=True)
-                    store.remove_stale_temps(out)
-                    check_config(out / store.CONFIG, cfg)
-                store.write_json(out / store.CONFIG, cfg)
-            except VlmFocusError as e:
-                problem = e
-        if not shard.all_ok(problem is None):
-            raise problem or InputError(f"rank 0 could not start the run in {out}; see its message")
-        previous = store.read_all(out, repair=False) if resume else {}
-        done = {sid for sid, r in previous.items() if r.get("status") != "error"}
+        done = open_folder(out, cfg, resume, shard, stack)
         mine = shard.select(chosen)
         todo = [sid for sid in mine if sid not in done]
         shard.barrier()  # every rank has read the folder before any rank writes to it
@@ -397,6 +382,34 @@ def _loop(
             status[rec["status"]] += 1
             bar.set_postfix(status, refresh=False)
             bar.update(1)
+
+
+def open_folder(
+    out: Path, cfg: dict, resume: bool, shard: shards_mod.Shard, stack: contextlib.ExitStack
+) -> set[str]:
+    """Start (or continue) a results folder on every rank; return the ids already done.
+
+    Rank 0 alone prepares it: makes it, takes its lock (held until ``stack`` closes), and
+    with ``resume`` repairs a half-written last line, removes a killed run's temporary files
+    and refuses other settings (:func:`check_config`); then it records ``cfg``. If that fails
+    on rank 0, every rank raises. Samples recorded as errors are not done (they are retried).
+    """
+    problem: VlmFocusError | None = None
+    if shard.main:
+        try:
+            store.make_dir(out)
+            stack.enter_context(store.locked(out))
+            if resume:
+                store.read_all(out, repair=True)
+                store.remove_stale_temps(out)
+                check_config(out / store.CONFIG, cfg)
+            store.write_json(out / store.CONFIG, cfg)
+        except VlmFocusError as e:
+            problem = e
+    if not shard.all_ok(problem is None):
+        raise problem or InputError(f"rank 0 could not start the run in {out}; see its message")
+    previous = store.read_all(out, repair=False) if resume else {}
+    return {sid for sid, r in previous.items() if r.get("status") != "error"}
 
 
 def run_evaluation(

@@ -295,7 +295,7 @@ def score_into(
 
     from ..runs import shards as shards_mod
     from ..runs import store
-    from ..runs.runner import check_config, describe_dataset
+    from ..runs.runner import describe_dataset, open_folder
 
     all_ids = list(dataset.ids())
     position = {sid: i for i, sid in enumerate(all_ids)}
@@ -315,19 +315,7 @@ def score_into(
         shards_mod.distributed(getattr(lens.adapter, "device", None)) as shard,
         contextlib.ExitStack() as stack,
     ):
-        problem: VlmFocusError | None = None
-        if shard.main:
-            try:
-                folder.mkdir(parents=True, exist_ok=True)
-                stack.enter_context(store.locked(folder))
-                store.read_all(folder, repair=True)
-                check_config(folder / store.CONFIG, cfg)
-                store.write_json(folder / store.CONFIG, cfg)
-            except VlmFocusError as e:
-                problem = e
-        if not shard.all_ok(problem is None):
-            raise problem or InputError(f"rank 0 could not start the pass in {folder}; see its message")
-        done = {sid for sid, r in store.read_all(folder, repair=False).items() if r.get("status") != "error"}
+        done = open_folder(folder, cfg, True, shard, stack)
         mine = shard.select(ids)
         todo = [sid for sid in mine if sid not in done]
         shard.barrier()
