@@ -5,6 +5,7 @@ then a sanity-check run (model-parameter randomisation) on ``--sanity-limit`` of
 Runs are resumable (re-running the command continues them). Prints a Markdown table.
 
     python benchmarks/ground_truth.py --model shapes-llava --limit 200 --sanity-limit 40 --out runs/gt
+    python benchmarks/ground_truth.py --methods subset --options segments=slic --limit 50 --out runs/gt-slic
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 import torch
 
 import vlm_focus
+from vlm_focus.cli.common import parse_options
 from vlm_focus.runs import run_evaluation
 
 
@@ -61,18 +63,21 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--sanity-limit", type=int, default=40)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, default=Path("runs/gt"))
+    ap.add_argument("--options", nargs="*", default=[], metavar="KEY=VALUE", help="method options (-O)")
     args = ap.parse_args(argv)
+    options = parse_options(args.options)
     torch.set_num_threads(args.threads)
     rows = []
     for method in args.methods.split(","):
-        lens = vlm_focus.load(args.model, method=method, device="cpu")
+        lens = vlm_focus.load(args.model, method=method, device="cpu", **options)
         summary = run_evaluation(lens, "shapes", args.limit, args.out / method, resume=True)
         sanity = None
         if args.sanity_limit:
             sanity = run_evaluation(
                 lens, "shapes", args.sanity_limit, args.out / f"{method}-sanity", resume=True, sanity=True
             )
-        rows.append(row(method, summary, sanity))
+        label = " ".join([method, *args.options])
+        rows.append(row(label, summary, sanity))
         print(rows[-1], flush=True)
     table = HEADER + "\n" + "\n".join(rows)
     (args.out / "table.md").write_text(table + "\n")

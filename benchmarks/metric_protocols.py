@@ -23,6 +23,7 @@ from scipy import stats
 
 import vlm_focus
 from vlm_focus.baselines import make_baseline
+from vlm_focus.batching import CPU_BATCH
 from vlm_focus.data import get_dataset
 from vlm_focus.images import to_tensor
 from vlm_focus.metrics import deletion_insertion, score_fn
@@ -47,6 +48,7 @@ def main(argv: list[str] | None = None) -> None:
         limit=1 + max(r["index"] for r in records),
     )
     adapter = vlm_focus.load(args.model, device="cpu").adapter
+    batch = o["batch_size"] if isinstance(o["batch_size"], int) else CPU_BATCH  # "auto" on CPU
     rows, t0 = [], time.perf_counter()
     for rec in records:
         sample = data.get(rec["id"])
@@ -56,7 +58,7 @@ def main(argv: list[str] | None = None) -> None:
         if adapter.decode_tokens(ids) != rec["tokens"]:
             raise SystemExit(f"{rec['id']}: the answer differs from the recorded one")
         fn = score_fn(
-            adapter.scorer(pixels, sample.question, ids, batch_size=o["batch_size"]),
+            adapter.scorer(pixels, sample.question, ids, batch_size=batch),
             rec["selected"],
             o["metric_score"],
         )
@@ -64,7 +66,7 @@ def main(argv: list[str] | None = None) -> None:
         row = {"id": rec["id"], "recorded": (rec["deletion"], rec["insertion"])}
         for protocol in ("ours", "paper"):
             out = deletion_insertion(
-                fn, pixels, base, heat, o["metric_grid"], o["metric_steps"], o["batch_size"], protocol
+                fn, pixels, base, heat, o["metric_grid"], o["metric_steps"], batch, protocol
             )
             row[protocol] = (out["deletion_auc"], out["insertion_auc"])
         rows.append(row)

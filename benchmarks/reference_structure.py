@@ -10,6 +10,9 @@ graphs stay alive together**), divided by K and back-propagated once with
 Each iteration makes **two** such calls (deletion ``Phi(I, I~, .)`` and insertion
 ``Phi(I~, I, .)``), then back-propagates the regulariser into the same ``M.grad`` and steps.
 
+The two-mask ``iGOS_pp`` makes **four** such calls per iteration (deletion and insertion of
+each mask, and of their product): :class:`ReferenceIGOS2`.
+
 This module reproduces that structure (not the code) on vlm-focus's :class:`Target`, with
 igos++'s objective, noise and step options, so that the only difference to
 :class:`vlm_focus.methods.igos.IGOSPlusPlus` is how the passes are organised: for equal
@@ -38,6 +41,7 @@ from vlm_focus.methods.igos import (
     step_direction,
     step_size,
 )
+from vlm_focus.methods.igos2 import TwoMaskIGOS
 
 
 def reference_interval_loss(
@@ -90,9 +94,11 @@ def reference_mask_gradient(
     steps: int,
     noise: float,
     generator: torch.Generator,
+    batch_size: int | None = None,
 ) -> tuple[torch.Tensor, float]:
     """:func:`reference_integrated_gradient` with the signature of
-    :func:`vlm_focus.methods.igos.integrated_mask_gradient` (no batch size: one image a pass)."""
+    :func:`vlm_focus.methods.igos.integrated_mask_gradient` (``batch_size`` ignored: one image
+    a pass)."""
     m = mask.detach().clone().requires_grad_(True)
     up = upsample(m, (start.shape[-2], start.shape[-1]))
     return reference_integrated_gradient(target, m, up, start, end, steps, noise, generator)
@@ -140,3 +146,12 @@ class ReferenceIGOS(IGOSPlusPlus):
             )
             self.trace.append({"iteration": i, "f_deletion": f_del, "f_insertion": f_ins})
         return (1 - upsample(mask, (H, W))[0, 0]).detach().clamp(0, 1)
+
+
+class ReferenceIGOS2(TwoMaskIGOS):
+    """The two-mask iGOS++ (``igos2``) organised as the reference code's ``iGOS_pp``: 4
+    integrated-gradient calls per iteration, each K single-image passes with the graphs kept.
+    Same options as ``igos2``; for ``batch_size >= ig_iter`` the same noise and map."""
+
+    name = "igos2 reference structure"
+    mask_gradient = staticmethod(reference_mask_gradient)

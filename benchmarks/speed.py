@@ -7,7 +7,8 @@ One run prints Markdown tables (issue 17):
    per explanation (heatmap only and total), images scored (by the method and in all: token
    selection and deletion/insertion included, counted at the scorer), the pass-count floor
    (each scorer call priced at the measured time of one call of the same batch size and
-   grad mode, measured in the same run right after the method's scenes) and actual / floor,
+   grad mode: the median of timings taken right after each scene, interleaved with the
+   explanations) and actual / floor,
    peak RSS during the method's explanations (psutil, sampled every 5 ms; on CUDA also
    ``torch.cuda.max_memory_allocated``), deletion / insertion AUC and pointing
    (:func:`vlm_focus.metrics.pointing_game`, tolerance 3 % of the side, against the
@@ -46,15 +47,16 @@ import psutil
 import torch
 
 import vlm_focus
-from vlm_focus.cli.common import parse_options
+from vlm_focus.baselines import make_baseline
+from vlm_focus.cli.common import batch_size_flag, parse_options
 from vlm_focus.data.shapes import make_sample
 from vlm_focus.explain import Lens
 from vlm_focus.images import to_tensor
 from vlm_focus.methods import list_methods
-from vlm_focus.metrics import pointing_game
+from vlm_focus.metrics import deletion_insertion, pointing_game, score_fn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from reference_structure import ReferenceIGOS  # noqa: E402
+from reference_structure import ReferenceIGOS, ReferenceIGOS2  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONWARNINGS": "ignore"}
@@ -132,18 +134,25 @@ def sync(device: torch.device) -> None:
 
 
 class Prices:
-    """Seconds of one scorer call per ``(batch, grad)``, measured on demand."""
+    """Seconds of one scorer call per ``(batch, grad)``: the median of timings taken after each
+    scene (interleaved with the explanations, so that load on shared cores weighs on both)."""
 
     def __init__(self, repeats: int) -> None:
         self.repeats = repeats
-        self.seconds: dict[tuple[int, bool], float] = {}
+        self.samples: dict[tuple[int, bool], list[float]] = {}
 
     def measure(self, keys, scorer, pixels) -> None:
         for key in sorted(set(keys)):
-            self.seconds[key] = time_call(scorer, pixels, key[0], key[1], self.repeats)
+            t = time_call(scorer, pixels, key[0], key[1], self.repeats)
+            self.samples.setdefault(key, []).append(t)
+
+    @property
+    def seconds(self) -> dict[tuple[int, bool], float]:
+        return {k: statistics.median(v) for k, v in self.samples.items()}
 
     def floor(self, calls) -> float:
-        return sum(self.seconds[k] * n for k, n in Counter(calls).items())
+        seconds = self.seconds
+        return sum(seconds[k] * n for k, n in Counter(calls).items())
 
 
 # ----- memory ---------------------------------------------------------------------------------
@@ -227,9 +236,9 @@ def batches(calls) -> str:
 
 def probe(model: str, variant: str, args) -> dict:
     """In this (fresh) process: load, then one explanation of the first scene with a selected
-    token; the RSS the explanation added over the loaded model (``ru_maxrss`` after minus the
-    RSS before), and on CUDA ``max_memory_allocated``."""
-    import resource
+    token, with :class:`PeakRSS` sampling the RSS during the explanation only (``ru_maxrss``
+    would report the transient of loading the weights); on CUDA ``max_memory_allocated``."""
+    import gc
 
     lens = vlm_focus.load(
         model,
@@ -243,20 +252,23 @@ def probe(model: str, variant: str, args) -> dict:
         lens.method = ReferenceIGOS(preset="paper")
     elif variant == "reference-ours":
         lens.method = ReferenceIGOS()
-    before = psutil.Process().memory_info().rss
-    cuda = lens.adapter.device.type == "cuda"
-    if cuda:
-        torch.cuda.reset_peak_memory_stats()
+    elif variant == "reference-igos2":
+        lens.method = ReferenceIGOS2()
+    gc.collect()
+    mem = PeakRSS(interval=0.002)
+    record: dict = {}
     for i in range(args.n):
         s = scene(args, i)
-        ex = lens.explain(s.image, s.question)
+        record = {}
+        with mem.window(lens.adapter.device, record):
+            ex = lens.explain(s.image, s.question)
         if ex.selected:
             break
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    mem.stop = True
     return {
-        "rss_loaded": before,
-        "rss_peak": peak,
-        "cuda_peak": torch.cuda.max_memory_allocated() if cuda else None,
+        "rss_loaded": record["rss_before"],
+        "rss_peak": record["rss_peak"],
+        "cuda_peak": record.get("cuda_peak"),
     }
 
 
@@ -301,19 +313,18 @@ def method_table(adapter, log: CallLog, args, mem: PeakRSS, lens_kw: dict) -> li
         log.watch(lens.method)
         record: dict = {}
         rows = []
+        prices = Prices(args.repeats)
         for i in range(args.n):
-            r = explain_one(lens, log, scene(args, i), args, mem, record)
+            sample = scene(args, i)
+            r = explain_one(lens, log, sample, args, mem, record)
             if r is not None:
                 rows.append(r)
+                # priced on this scene's scorer (its prompt and answer) and image, right after it
+                pixels = to_tensor(sample.image, lens.options["working_size"]).to(adapter.device)
+                prices.measure(r["calls"], log.last_scorer, pixels)
         if not rows:
             results.append({"method": name, "n": 0})
             continue
-        prices = Prices(args.repeats)
-        keys = [k for r in rows for k in r["calls"]]
-        # priced on the last scorer made (the last scene's prompt and answer) and that scene
-        sample = scene(args, args.n - 1)
-        pixels = to_tensor(sample.image, lens.options["working_size"]).to(adapter.device)
-        prices.measure(keys, log.last_scorer, pixels)
         n = len(rows)
         res = {
             "method": name,
@@ -390,8 +401,13 @@ def reference_table(adapter, log: CallLog, args, mem: PeakRSS, lens_kw: dict) ->
         "ours, preset=paper": Lens(
             adapter, method="igos++", batch_size=args.batch_size, preset="paper", **lens_kw
         ),
+        "ours, preset=fast (trades quality for speed)": Lens(
+            adapter, method="igos++", batch_size=args.batch_size, preset="fast", **lens_kw
+        ),
         "reference structure, reference step (preset=paper)": None,
         "reference structure, our step": None,
+        "igos2 (two masks), ours": Lens(adapter, method="igos2", batch_size=args.batch_size, **lens_kw),
+        "igos2 (two masks), reference structure": None,
     }
     for label, preset in (
         ("reference structure, reference step (preset=paper)", "paper"),
@@ -400,12 +416,20 @@ def reference_table(adapter, log: CallLog, args, mem: PeakRSS, lens_kw: dict) ->
         lens = Lens(adapter, method="igos++", batch_size=args.batch_size, **lens_kw)
         lens.method = ReferenceIGOS(**({"preset": preset} if preset else opts))
         variants[label] = lens
+    lens = Lens(adapter, method="igos2", batch_size=args.batch_size, **lens_kw)
+    lens.method = ReferenceIGOS2()
+    variants["igos2 (two masks), reference structure"] = lens
     for lens in variants.values():
         assert lens is not None
         log.watch(lens.method)
     rows: dict[str, list[dict]] = {k: [] for k in variants}
     records: dict[str, dict] = {k: {} for k in variants}
-    diffs: dict[str, list[float]] = {"our step": [], "preset=paper": []}
+    diffs: dict[str, list[float]] = {"our step": [], "preset=paper": [], "igos2": []}
+    pairs = {
+        "our step": ("reference structure, our step", "ours (igos++ default)"),
+        "preset=paper": ("reference structure, reference step (preset=paper)", "ours, preset=paper"),
+        "igos2": ("igos2 (two masks), reference structure", "igos2 (two masks), ours"),
+    }
     for i in range(args.n_reference):
         sample = scene(args, i)
         got = {}
@@ -416,21 +440,8 @@ def reference_table(adapter, log: CallLog, args, mem: PeakRSS, lens_kw: dict) ->
             continue
         for label, r in got.items():
             rows[label].append(r)
-        diffs["our step"].append(
-            float(
-                np.abs(
-                    got["reference structure, our step"]["heat"] - got["ours (igos++ default)"]["heat"]
-                ).max()
-            )
-        )
-        diffs["preset=paper"].append(
-            float(
-                np.abs(
-                    got["reference structure, reference step (preset=paper)"]["heat"]
-                    - got["ours, preset=paper"]["heat"]
-                ).max()
-            )
-        )
+        for key, (a, b) in pairs.items():
+            diffs[key].append(float(np.abs(got[a]["heat"] - got[b]["heat"]).max()))
     out = {"rows": {}, "diffs": {k: max(v) if v else float("nan") for k, v in diffs.items()}}
     for label, rs in rows.items():
         out["rows"][label] = {
@@ -450,6 +461,7 @@ def reference_table(adapter, log: CallLog, args, mem: PeakRSS, lens_kw: dict) ->
 def print_reference(model: str, ref: dict, cuda: bool) -> None:
     rows = ref["rows"]
     ours = rows["ours (igos++ default)"]["heatmap"]
+    fast = rows["ours, preset=fast (trades quality for speed)"]["heatmap"]
     print(f"\n### {model}: the reference code's structure against ours (same scenes, interleaved)\n")
     head = "| variant | scenes | heatmap s | reference s / this s | passes | calls per map |"
     cols = 6
@@ -458,12 +470,13 @@ def print_reference(model: str, ref: dict, cuda: bool) -> None:
         cols += 1
     print(head + " deletion ↓ | insertion ↑ | pointing ↑ |\n" + "|---" * (cols + 3) + "|")
     ref_paper = rows["reference structure, reference step (preset=paper)"]["heatmap"]
+    ref_two = rows["igos2 (two masks), reference structure"]["heatmap"]
     for label, r in rows.items():
         cells = [
             label,
             str(r["n"]),
             f"{r['heatmap']:.3f}",
-            ratio(ref_paper, r["heatmap"]),
+            ratio(ref_two if label.startswith("igos2") else ref_paper, r["heatmap"]),
             f"{r['passes_method']:.0f}",
             r["calls"],
         ]
@@ -473,9 +486,11 @@ def print_reference(model: str, ref: dict, cuda: bool) -> None:
         print("| " + " | ".join(cells) + " |")
     print(
         f"\nours (igos++ default) is {ref_paper / ours:.2f}× faster than the reference structure of the "
-        "paper's single-mask method with its step; "
+        f"paper's single-mask method with its step, preset=fast {ref_paper / fast:.2f}×; "
         f"largest |heat difference|, same step: ours vs reference structure {ref['diffs']['our step']:.2e} "
-        f"(our step), {ref['diffs']['preset=paper']:.2e} (preset=paper)"
+        f"(our step), {ref['diffs']['preset=paper']:.2e} (preset=paper), {ref['diffs']['igos2']:.2e} (igos2); "
+        f"igos2: ours {ref_two / rows['igos2 (two masks), ours']['heatmap']:.2f}× faster than its reference "
+        "structure (igos2 rows: reference s / this s against that)"
     )
 
 
@@ -487,6 +502,68 @@ def print_memory(model: str, mem: dict[str, dict]) -> None:
         print(
             f"| {v} | {mib(r['rss_loaded'])} | {mib(r['rss_peak'])} | "
             f"{mib(r['rss_peak'] - r['rss_loaded'])} | {mib(r['cuda_peak'])} |"
+        )
+
+
+# ----- the deletion / insertion metric with fewer steps ------------------------------------------
+METRIC_STEPS = (50, 25, 20, 10)
+
+
+def metric_steps(adapter, args) -> dict:
+    """On igos++ maps (defaults) of ``args.n`` scenes: the deletion / insertion AUCs at fewer
+    curve steps against the default 50, on the same map, scorer and baseline; images scored."""
+    lens = Lens(adapter, method="igos++", batch_size=args.batch_size, metrics=False)
+    o = lens.options
+    aucs: dict[int, list[tuple[float, float]]] = {k: [] for k in METRIC_STEPS}
+    images_per: dict[int, int] = {}
+    for i in range(args.n):
+        sample = scene(args, i)
+        ex = lens.explain(sample.image, sample.question)
+        if not ex.selected:
+            continue
+        pixels = to_tensor(sample.image, o["working_size"]).to(adapter.device)
+        base = make_baseline(o["baseline"], pixels)
+        scorer = adapter.scorer(pixels, sample.question, torch.tensor(ex.token_ids), batch_size=16)
+        fn = score_fn(scorer, ex.selected, o["metric_score"])
+        heat = torch.from_numpy(ex.heatmap)
+        for k in METRIC_STEPS:
+            c = deletion_insertion(fn, pixels, base, heat, o["metric_grid"], k, 16)
+            aucs[k].append((c["deletion_auc"], c["insertion_auc"]))
+            images_per[k] = 2 * len(c["x"])
+    ref = np.array(aucs[METRIC_STEPS[0]])
+    out = {}
+    for k in METRIC_STEPS:
+        a = np.array(aucs[k])
+        err = np.abs(a - ref)
+        out[k] = {
+            "n": len(a),
+            "images": images_per.get(k, 0),
+            "del_err_mean": float(err[:, 0].mean()),
+            "del_err_max": float(err[:, 0].max()),
+            "ins_err_mean": float(err[:, 1].mean()),
+            "ins_err_max": float(err[:, 1].max()),
+            "rank_del": spearman(a[:, 0], ref[:, 0]),
+            "rank_ins": spearman(a[:, 1], ref[:, 1]),
+        }
+    return out
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    from scipy.stats import spearmanr
+
+    return float(spearmanr(a, b).statistic)
+
+
+def print_metric_steps(model: str, res: dict) -> None:
+    print(f"\n### {model}: the deletion / insertion metric with fewer steps (igos++ maps, vs 50 steps)\n")
+    print(
+        "| metric_steps | scenes | images scored | deletion: mean / max abs. ΔAUC | insertion: mean / max abs. ΔAUC "
+        "| Spearman over scenes, deletion / insertion |\n|---|---|---|---|---|---|"
+    )
+    for k, r in res.items():
+        print(
+            f"| {k} | {r['n']} | {r['images']} | {r['del_err_mean']:.4f} / {r['del_err_max']:.4f} "
+            f"| {r['ins_err_mean']:.4f} / {r['ins_err_max']:.4f} | {r['rank_del']:.3f} / {r['rank_ins']:.3f} |"
         )
 
 
@@ -623,7 +700,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--device", default=None, help="cpu, cuda, ... (default: cpu)")
     ap.add_argument("--dtype", default=None, help="float32 (default), bfloat16, float16")
     ap.add_argument("--gradient-checkpointing", action="store_true")
-    ap.add_argument("--batch-size", type=int, default=16, help="the lens's batch_size")
+    ap.add_argument(
+        "--batch-size", type=batch_size_flag, default=16, help="the lens's batch_size (an int, or auto)"
+    )
     ap.add_argument("--options", nargs="*", default=[], metavar="KEY=VALUE", help="igos++ options")
     ap.add_argument("--methods", default="", help="comma-separated (default: every registered method)")
     ap.add_argument("--seed", type=int, default=3131)
@@ -633,7 +712,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--n-sweep", type=int, default=2, help="scenes per point of the cost curves")
     ap.add_argument("--repeats", type=int, default=3, help="timed repeats per priced (batch, grad) call")
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--skip", default="", help="comma-separated of methods,reference,memory,sweep,readme")
+    ap.add_argument(
+        "--skip", default="", help="comma-separated of methods,reference,memory,metric,sweep,readme"
+    )
     ap.add_argument("--plot", type=Path, default=ROOT / "docs" / "speed_curves.png")
     ap.add_argument("--out", type=Path, default=None, help="write the results here (JSON)")
     ap.add_argument("--probe", default=None, help=argparse.SUPPRESS)
@@ -666,8 +747,13 @@ def main(argv: list[str] | None = None) -> dict:
             print_reference(model, res["reference"], cuda)
         if "memory" not in skip:
             methods = args.methods.split(",") if args.methods else list_methods()
-            res["memory"] = memory(model, [*methods, "reference-paper", "reference-ours"], args)
+            res["memory"] = memory(
+                model, [*methods, "reference-paper", "reference-ours", "reference-igos2"], args
+            )
             print_memory(model, res["memory"])
+        if "metric" not in skip:
+            res["metric_steps"] = metric_steps(adapter, args)
+            print_metric_steps(model, res["metric_steps"])
         if "sweep" not in skip:
             res["sweep"] = curves_all[model] = sweep(adapter, log, args, mem, {})
             print_sweep(model, res["sweep"], args.n_sweep)

@@ -453,6 +453,7 @@ WRITERS: dict[str, Callable[[Path], Path]] = {
     "hallusion-bench": write_hallusion_bench,
     "files": write_files,
     "shapes": write_shapes,
+    "shapes-pope": write_shapes,
 }
 # The Hugging Face parquet snapshots, for the datasets whose loader also reads one.
 PARQUET_WRITERS: dict[str, Callable[[Path], Path]] = {
@@ -460,7 +461,9 @@ PARQUET_WRITERS: dict[str, Callable[[Path], Path]] = {
     "llava-bench": write_llava_bench_parquet,
     "hallusion-bench": write_hallusion_bench_parquet,
 }
-OPTIONS: dict[str, dict] = {"shapes": {"limit": 8}}
+OPTIONS: dict[str, dict] = {"shapes": {"limit": 8}, "shapes-pope": {"limit": 6}}
+#: Datasets generated in memory: they need no data folder.
+GENERATED = frozenset({"shapes", "shapes-pope"})
 SIZES: dict[str, int] = {
     "mmstar": 3,
     "cv-bench": 3,
@@ -470,6 +473,7 @@ SIZES: dict[str, int] = {
     "hallusion-bench": 3,
     "files": 3,
     "shapes": 8,
+    "shapes-pope": 6,
 }
 
 

@@ -11,6 +11,7 @@ import warnings
 import numpy as np
 import pytest
 from data_fixtures import (
+    GENERATED,
     HALLUSION_ENTRIES,
     PALETTE,
     PARQUET_WRITERS,
@@ -56,8 +57,8 @@ def fixture_root(tmp_path_factory):
 
 def _open(name, root, **extra) -> Dataset:
     data_dir, options = write(name, root / name) if not (root / name).exists() else (root / name, {})
-    if name == "shapes":
-        options = {"limit": SIZES["shapes"]}
+    if name in GENERATED:
+        options = {"limit": SIZES[name]}
     return get_dataset(name, data_dir, **{**options, **extra})
 
 
@@ -140,14 +141,14 @@ def test_contract_prompt_formats(name, fixture_root):
             assert a.question == b.question
 
 
-@pytest.mark.parametrize("name", sorted(set(list_datasets()) - {"shapes"}))
+@pytest.mark.parametrize("name", sorted(set(list_datasets()) - GENERATED))
 def test_contract_missing_data_dir(name, tmp_path):
     missing = tmp_path / "nowhere"
     with pytest.raises(DataError, match="nowhere"):
         get_dataset(name, missing)
 
 
-@pytest.mark.parametrize("name", sorted(set(list_datasets()) - {"shapes"}))
+@pytest.mark.parametrize("name", sorted(set(list_datasets()) - GENERATED))
 def test_contract_limit_and_unknown_id(name, fixture_root):
     ds = _open(name, fixture_root, limit=2)
     assert len(ds) == 2 and ds.ids() == _open(name, fixture_root).ids()[:2]

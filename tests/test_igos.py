@@ -182,7 +182,7 @@ def test_explicit_options_override_the_preset():
     o = get_method("igos++", normalize="none").options
     assert (o["normalize"], o["lr"], o["size"]) == ("none", 0.3, 16)
     with pytest.raises(InputError, match="unknown preset"):
-        get_method("igos++", preset="fast")
+        get_method("igos++", preset="quick")
     with pytest.raises(InputError, match="normalize"):
         get_method("igos++", normalize="sign")
     with pytest.raises(InputError, match="momentum"):
@@ -219,3 +219,33 @@ def test_normalize_ignores_cells_held_at_a_bound():
     assert torch.allclose(step, torch.tensor([[[[-1.0, 1.0, -0.5, 1.0]]]]))  # scale 1, clipped
     assert torch.allclose(normalize_gradient(grad, "max"), grad / 4)
     assert torch.equal(normalize_gradient(grad, "none"), grad)
+
+
+class CountingScorer(SigmoidScorer):
+    """:class:`SigmoidScorer` that counts the images it scores."""
+
+    def __init__(self, weight):
+        super().__init__(weight)
+        self.images = 0
+
+    def __call__(self, pixels):
+        self.images += pixels.shape[0]
+        return super().__call__(pixels)
+
+
+def test_fast_preset_spends_40_passes_and_moves_a_cell_as_far_in_total():
+    fast, default = get_method("igos++", preset="fast"), get_method("igos++")
+    budget = [
+        sum(
+            step_size(m.options["lr"], i, m.options["iterations"], "linear")
+            for i in range(m.options["iterations"])
+        )
+        for m in (fast, default)
+    ]
+    assert budget[0] == pytest.approx(budget[1]) == pytest.approx(0.9)
+    _, image, base = toy()
+    for method, passes in ((fast, 40), (default, 100)):
+        scorer = CountingScorer(square_weight(32, 32, (8, 16, 20, 28)))
+        heat = method.explain(Target(scorer, [0]), image, base)
+        assert scorer.images == passes
+        assert heat[8:16, 20:28].mean() > heat[:8].mean() + 0.3  # both find the square

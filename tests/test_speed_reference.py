@@ -78,3 +78,14 @@ def test_reference_method_gives_our_map_and_passes():
         torch.testing.assert_close(ref, heat, rtol=1e-4, atol=1e-5)
         assert sum(ref_scorer.calls) == sum(ours_scorer.calls) == 3 * 5 * 2
         assert set(ref_scorer.calls) == {1}
+
+
+def test_reference_two_mask_method_gives_our_map_in_four_single_image_calls():
+    image, base, _ = toy()
+    small = dict(size=4, iterations=2, ig_iter=5, batch_size=8)
+    ours_scorer, ref_scorer = CountingScorer(), CountingScorer()
+    heat = get_method("igos2", **small).explain(Target(ours_scorer, [0]), image, base)
+    ref = reference.ReferenceIGOS2(**small).explain(Target(ref_scorer, [0]), image, base)
+    torch.testing.assert_close(ref, heat, rtol=1e-4, atol=1e-5)
+    assert sum(ref_scorer.calls) == sum(ours_scorer.calls) == 2 * 5 * 4
+    assert set(ref_scorer.calls) == {1} and ours_scorer.calls == [5] * 8

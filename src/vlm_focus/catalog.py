@@ -136,7 +136,7 @@ LENS_OPTIONS: dict[str, Any] = {
     "drop_stopwords": False,
     "max_new_tokens": 32,
     "working_size": 448,
-    "batch_size": 16,
+    "batch_size": "auto",
     "metrics": True,
     "metric_score": "prob",
     "metric_steps": 50,
@@ -158,6 +158,7 @@ DATASETS = (
     "vqa-hat",
     "hallusion-bench",
     "files",
+    "shapes-pope",
 )
 PROMPT_FORMATS = ("open", "mc")  # = vlm_focus.data.PROMPT_FORMATS
 EVAL_SEED = 2026  # = vlm_focus.runs.EVAL_SEED = the shapes dataset's default seed

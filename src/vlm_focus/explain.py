@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from .baselines import make_baseline
+from .batching import AUTO, CPU_BATCH, BatchSizes, check_batch_size
 from .errors import InputError
 from .explanation import Explanation
 from .images import ImageLike, load_image, to_tensor
@@ -94,7 +95,7 @@ class Lens:
         drop_stopwords: bool = False,
         max_new_tokens: int = 32,
         working_size: int | None = 448,
-        batch_size: int = 16,
+        batch_size: int | str = AUTO,
         metrics: bool = True,
         metric_score: str = "prob",
         metric_steps: int = 50,
@@ -107,7 +108,7 @@ class Lens:
         if working_size is not None:
             _positive_int("working_size", working_size, MIN_WORKING_SIZE, MAX_WORKING_SIZE)
         _positive_int("max_new_tokens", max_new_tokens)
-        _positive_int("batch_size", batch_size)
+        check_batch_size(batch_size)
         _positive_int("metric_steps", metric_steps)
         _positive_int("metric_grid", metric_grid)
         if metric_protocol not in PROTOCOLS:
@@ -117,6 +118,7 @@ class Lens:
         lock = getattr(adapter, "lock", None)
         self._lock: Any = lock if lock is not None else threading.RLock()
         self.method: Method = get_method(method, **method_options)
+        self._batches: BatchSizes = BatchSizes()
         self.options: dict[str, Any] = {
             "alpha": alpha,
             "strategy": strategy,
@@ -158,6 +160,23 @@ class Lens:
             raise InputError(
                 f"the question is {n:,} tokens long, beyond the model's context of {context:,} tokens"
             )
+
+    def _batch_size(self, scorer: Any, pixels: torch.Tensor) -> int:
+        """The ``batch_size`` option, or with ``"auto"`` the one chosen for this image shape and
+        prompt length (:mod:`vlm_focus.batching`)."""
+        if self.options["batch_size"] != AUTO:
+            return int(self.options["batch_size"])
+        ids = getattr(scorer, "input_ids", None)
+        key = (tuple(pixels.shape), 0 if ids is None else int(ids.shape[-1]))
+        return self._batches.choose(scorer, pixels, key)
+
+    @property
+    def batch_size(self) -> int:
+        """The batch size in effect: the ``batch_size`` option, or with ``"auto"`` the largest
+        chosen so far (:data:`~vlm_focus.batching.CPU_BATCH` before the first explanation)."""
+        if self.options["batch_size"] != AUTO:
+            return int(self.options["batch_size"])
+        return max(self._batches.sizes.values(), default=CPU_BATCH)
 
     def __repr__(self) -> str:
         return f"Lens(model={self.adapter.name!r}, method={self.method.name!r})"
@@ -208,7 +227,8 @@ class Lens:
         tokens = self.adapter.decode_tokens(ids)
         answer_text = self.adapter.tokenizer.decode(ids.tolist(), skip_special_tokens=True).strip()
         lap("generate")
-        scorer = self.adapter.scorer(pixels, question, ids, batch_size=o["batch_size"])
+        scorer = self.adapter.scorer(pixels, question, ids, batch_size=CPU_BATCH)
+        batch = scorer.batch_size = self._batch_size(scorer, pixels)
         with torch.no_grad():
             both = scorer(torch.stack([pixels, base])).float().cpu()
         logp, logp_base = both[0], both[1]
@@ -243,6 +263,7 @@ class Lens:
             warnings=notes,
             args={
                 **o,
+                "batch_size": batch,
                 "method": self.method.name,
                 "method_options": self.method.options,
                 "answer_given": answer is not None or answer_ids is not None,
@@ -273,7 +294,7 @@ class Lens:
                 heat,
                 o["metric_grid"],
                 o["metric_steps"],
-                o["batch_size"],
+                batch,
                 o["metric_protocol"],
             )
             result.scores.update(deletion=curves["deletion_auc"], insertion=curves["insertion_auc"])

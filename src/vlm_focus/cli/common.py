@@ -43,6 +43,19 @@ def _value(text: str) -> Any:
     return {"true": True, "false": False, "none": None}.get(text.lower(), text)
 
 
+def batch_size_flag(text: str) -> int | str:
+    """``--batch-size``: ``auto`` or an int >= 1 (torch-free, for ``--help`` speed)."""
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 'auto' or an int >= 1, got {text!r}")
+    return value
+
+
 def parse_options(pairs: list[str]) -> dict:
     """``["iterations=3", "lr=5.0"]`` -> ``{"iterations": 3, "lr": 5.0}``."""
     out = {}
@@ -113,7 +126,12 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--drop-stopwords", action="store_true", help="never select stop-word/punctuation tokens")
     g.add_argument("--max-new-tokens", type=int, default=32, help="longest answer generated, in tokens")
     g.add_argument("--working-size", type=int, default=448, help="longest image side used while explaining")
-    g.add_argument("--batch-size", type=int, default=16, help="images per forward pass")
+    g.add_argument(
+        "--batch-size",
+        type=batch_size_flag,
+        default="auto",
+        help="images per forward pass, or auto: from free GPU memory (16 on CPU)",
+    )
     g.add_argument(
         "--metric-score",
         default="prob",

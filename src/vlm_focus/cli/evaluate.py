@@ -18,6 +18,7 @@ from .report import add_overlay_args, overlay_options
 
 EXAMPLES = """examples:
   vlm-focus evaluate --dataset shapes --method igos++ --limit 50 --out runs/eval
+  vlm-focus evaluate --dataset shapes-pope --hallucination --limit 100 --out runs/pope
   vlm-focus evaluate --dataset mmstar --data-dir data/MMStar --prompt-format open --out runs/mmstar
   torchrun --nproc-per-node 4 -m vlm_focus.cli evaluate --dataset cv-bench --data-dir data/CV-Bench \\
       --model llava-hf/llava-1.5-7b-hf --out runs/cvb      (one shard per process, merged by rank 0)
@@ -85,6 +86,21 @@ def add_evaluate_parser(subparsers: Any) -> argparse.ArgumentParser:
         "and a CPU copy of the weights while they are randomised)",
     )
     g.add_argument(
+        "--hallucination",
+        action="store_true",
+        help="per wrong yes/no answer, also its minimal correction region: the smallest set of "
+        "regions whose removal flips the answer (2 passes per image tried); summary: hallucination "
+        "rate, correction success under --correction-budget, mean region size",
+    )
+    g.add_argument(
+        "--correction-budget",
+        type=float,
+        default=0.10,
+        metavar="SHARE",
+        help="with --hallucination: the share of the image area a correction may remove to count "
+        "as a success",
+    )
+    g.add_argument(
         "--tolerance",
         type=float,
         default=None,
@@ -116,6 +132,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from ..data import dataset_options, get_dataset
     from ..runs import format_table, read_ids, run, store
     from ..runs import shards as shards_mod
+    from ..runs.runner import check_budget
+
+    if args.hallucination:
+        check_budget(args.correction_budget)
 
     store.check_out(args.out, args.resume)  # before loading a large model for nothing
     ids = read_ids(args.ids) if args.ids is not None else None
@@ -154,6 +174,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
             tolerance=args.tolerance,
             progress=not args.no_progress,
             args=recorded,
+            hallucination=args.hallucination,
+            correction_budget=args.correction_budget,
         )
     except KeyboardInterrupt:
         print(

@@ -1,6 +1,6 @@
 """Datasets: the :class:`Sample` / :class:`Dataset` contract, the registry, one loader per
 benchmark (MMStar, CV-Bench, MMVP, LLaVA-Bench, VQA-HAT, HallusionBench), the synthetic
-``shapes`` scenes and the user's own ``files``; :func:`grade` judges answers.
+``shapes`` scenes (and their POPE-style yes/no set ``shapes-pope``) and the user's own ``files``; :func:`grade` judges answers.
 
     >>> from vlm_focus.data import get_dataset
     >>> ds = get_dataset("shapes", limit=4)
@@ -19,6 +19,7 @@ from . import (  # noqa: F401
     mmstar,
     mmvp,
     shapes_loader,
+    shapes_pope,
     vqa_hat,
 )
 from .base import (

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from ..errors import InputError
 from . import shapes
@@ -38,18 +39,26 @@ def parse_qtypes(qtypes: str | Sequence[str] | None) -> list[str]:
     return kinds
 
 
-def to_sample(s: shapes.Sample, seed: int, index: int) -> Sample:
-    """A generator sample as a dataset :class:`Sample`."""
+def to_sample(
+    s: shapes.Sample,
+    seed: int,
+    index: int,
+    dataset: str = "shapes",
+    category: str | None = None,
+    **extras: Any,
+) -> Sample:
+    """A generator sample as a dataset :class:`Sample` (``category``: the question type unless
+    given; ``extras`` added to the sample's)."""
     return Sample(
         id=s.id,
         question=s.question,
         image=s.image,
         answer=s.answer,
         answer_kind="shapes",
-        category=s.qtype,
+        category=category or s.qtype,
         evidence=s.evidence,
-        extras={"qtype": s.qtype, "key": s.key, "seed": seed, "index": index},
-        dataset="shapes",
+        extras={"qtype": s.qtype, "key": s.key, "seed": seed, "index": index, **extras},
+        dataset=dataset,
         source=s,
     )
 

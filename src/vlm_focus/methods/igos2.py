@@ -87,6 +87,10 @@ class TwoMaskIGOS(Method):
         # igos++'s objective with the paper's / reference code's step.
         return {**OBJECTIVE, **PAPER}
 
+    #: One integrated-gradient call (:func:`~vlm_focus.methods.igos.integrated_mask_gradient`'s
+    #: signature); ``benchmarks/reference_structure.py`` swaps in the reference code's structure.
+    mask_gradient = staticmethod(integrated_mask_gradient)
+
     def explain(self, target: Target, pixels: torch.Tensor, baseline: torch.Tensor) -> torch.Tensor:
         o = self.options
         size, device = int(o["size"]), pixels.device
@@ -103,14 +107,14 @@ class TwoMaskIGOS(Method):
             n = insertion.clone().requires_grad_(True)
             product = upsample(d, (H, W)) * upsample(n, (H, W))
             # Full-resolution masks: the helper's upsampling to (H, W) is then the identity.
-            g_pd, f_pd = integrated_mask_gradient(
+            g_pd, f_pd = self.mask_gradient(
                 target, pixels, baseline, product.detach(), steps, noise, gen, batch
             )
-            g_pi, f_pi = integrated_mask_gradient(
+            g_pi, f_pi = self.mask_gradient(
                 target, baseline, pixels, product.detach(), steps, noise, gen, batch
             )
-            g_d, f_d = integrated_mask_gradient(target, pixels, baseline, deletion, steps, noise, gen, batch)
-            g_n, f_n = integrated_mask_gradient(target, baseline, pixels, insertion, steps, noise, gen, batch)
+            g_d, f_d = self.mask_gradient(target, pixels, baseline, deletion, steps, noise, gen, batch)
+            g_n, f_n = self.mask_gradient(target, baseline, pixels, insertion, steps, noise, gen, batch)
             g_pd_d, g_pd_n = torch.autograd.grad(product, (d, n), grad_outputs=g_pd - g_pi)
             both = d * n
             reg = (

@@ -19,12 +19,12 @@ with the best ``J``. The heatmap is the order of choice: the first region ``1``,
 
 Regions (``segments``): ``"slic"`` is scikit-image's SLIC superpixels
 (``skimage.segmentation.slic(n_segments=n_regions, compactness=compactness)``); scikit-image
-is *not* a dependency of vlm-focus, so ``"slic"`` raises :class:`InputError` when it is not
-installed. ``"grid"`` is a regular grid of about ``n_regions`` near-square cells (rows and
-columns follow the aspect ratio), the default: the same options give the same map on every
-machine. ``"auto"`` is SLIC when scikit-image can be imported, else the grid. On 50 scenes of
+is an optional extra (``pip install 'vlm-focus[superpixels]'``), so ``"slic"`` raises
+:class:`InputError` when it is not installed. ``"grid"`` is a regular grid of about
+``n_regions`` near-square cells (rows and columns follow the aspect ratio), the default: the
+same options give the same map on every machine. ``"auto"`` is SLIC when scikit-image can be imported, else the grid. On 50 scenes of
 ``shapes-llava`` SLIC regions, which follow the objects' edges, gave pointing 0.98 against the
-grid's 0.71 (BENCHMARKS.md): pass ``segments="slic"`` after ``pip install scikit-image``.
+grid's 0.71 (BENCHMARKS.md): pass ``segments="slic"`` with the extra installed.
 
 Cost, in model passes (images scored): ``2 + sum_{t < T} 2 (N - t)`` for ``N`` regions and
 ``T`` steps evaluated (``T <= budget``: the regions kept plus the non-improving steps
@@ -42,7 +42,8 @@ definitions are not reproduced); removed regions show the baseline (blur by defa
 rather than zeros; the regions fall back to a grid when scikit-image is missing;
 candidates are scored in batches (both terms of a candidate in the same batch); there is
 an early stop; and the heatmap is linear in the order of choice. EAGLE's modality
-(language-prior versus perception) analysis and its hallucination study are not here.
+(language-prior versus perception) analysis is not here; its hallucination study (the
+minimal correction region of a wrong yes/no answer) is :mod:`vlm_focus.hallucination`.
 
 Example::
 
@@ -61,6 +62,7 @@ from .base import Method, Target, register_method
 from .compose import phi
 
 SEGMENTS = ("auto", "grid", "slic")
+SLIC_MISSING = "subset: segments='slic' needs scikit-image (pip install 'vlm-focus[superpixels]')"
 
 
 def have_skimage() -> bool:
@@ -88,6 +90,21 @@ def slic_regions(pixels: torch.Tensor, n: int, compactness: float) -> torch.Tens
     labels = slic(image, n_segments=n, compactness=compactness, start_label=0, channel_axis=-1)
     _, inverse = torch.unique(torch.as_tensor(labels).long(), return_inverse=True)
     return inverse
+
+
+def make_regions(
+    pixels: torch.Tensor, n_regions: int, segments: str = "grid", compactness: float = 10.0
+) -> torch.Tensor:
+    """Region labels ``[H, W]`` (0..R-1) of ``pixels`` ``[3, H, W]``: ``segments`` is one of
+    :data:`SEGMENTS` (``"auto"``: SLIC when scikit-image can be imported, else the grid)."""
+    if segments not in SEGMENTS:
+        raise InputError(f"segments must be one of {SEGMENTS}, got {segments!r}")
+    if segments == "slic" or (segments == "auto" and have_skimage()):
+        if not have_skimage():
+            raise InputError(SLIC_MISSING)
+        return slic_regions(pixels, n_regions, compactness)
+    H, W = pixels.shape[-2:]
+    return grid_regions(H, W, n_regions)
 
 
 def subset_passes(n_regions: int, steps: int) -> int:
@@ -133,16 +150,12 @@ class Subset(Method):
         if o["segments"] not in SEGMENTS:
             raise InputError(f"subset: segments must be one of {SEGMENTS}, got {o['segments']!r}")
         if o["segments"] == "slic" and not have_skimage():
-            raise InputError("subset: segments='slic' needs scikit-image (pip install scikit-image)")
+            raise InputError(SLIC_MISSING)
 
     def regions(self, pixels: torch.Tensor) -> torch.Tensor:
         """Region labels ``[H, W]`` (0..R-1) of ``pixels`` ``[3, H, W]``."""
         o = self.options
-        H, W = pixels.shape[-2:]
-        use_slic = o["segments"] == "slic" or (o["segments"] == "auto" and have_skimage())
-        if use_slic:
-            return slic_regions(pixels, int(o["n_regions"]), float(o["compactness"]))
-        return grid_regions(H, W, int(o["n_regions"]))
+        return make_regions(pixels, int(o["n_regions"]), o["segments"], float(o["compactness"]))
 
     def steps(self, n: int) -> int:
         b = self.options["budget"]

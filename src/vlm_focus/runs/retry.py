@@ -53,7 +53,7 @@ def explain_with_retries(lens: Lens, image: Any, question: str, seed: int, rec: 
     """``lens.explain(image, question)`` under torch seed ``seed``, retried with halved batch
     sizes on out-of-memory. ``rec`` gets ``oom_batch_sizes`` (the sizes that ran out of
     memory) and ``batch_size`` (the one that fitted) when a retry happened."""
-    batch = int(lens.options.get("batch_size") or 1)
+    batch = int(getattr(lens, "batch_size", None) or lens.options.get("batch_size") or 1)
     failed: list[int] = []
     while True:
         torch.manual_seed(seed)

@@ -61,6 +61,7 @@ if TYPE_CHECKING:
     from ..data import Dataset, Sample
     from ..explain import Lens
 
+CORRECTION_BUDGET = 0.10  # = vlm_focus.methods.correction.DEFAULT_BUDGET (10 % of the image area)
 EVAL_SEED = 2026  # the default run seed; the zoo models were trained on shapes seeds 0 and 1
 NO_IMAGE = "answer does not depend on the image"
 # Options that change speed or memory but not results: a resumed run may change them.
@@ -127,9 +128,11 @@ def evaluate_sample(
     heatmap_dir: Path,
     tolerance: float | None = None,
     sanity: bool = False,
+    hallucination: float | None = None,
 ) -> dict:
     """Explain one sample and score it; never raises except for ``KeyboardInterrupt``-like
-    exits. Returns the record written to the results file."""
+    exits. Returns the record written to the results file. ``hallucination``: the area
+    budget of the correction search (:func:`_hallucination`), None: off."""
     from ..data import grade
 
     rec: dict[str, Any] = {
@@ -175,6 +178,8 @@ def evaluate_sample(
                 name = store.safe_name(sample.id) + ".npy"
                 store.write_npy(heatmap_dir / name, ex.heatmap)
                 rec.update(status="ok", heatmap=f"{store.HEATMAPS}/{name}")
+            if hallucination is not None:
+                rec.update(_hallucination(lens, image, sample, ex, heatmap_dir, hallucination))
             rec["timings"] = ex.timings
         rec["warnings"] = list(dict.fromkeys(list(ex.warnings) + [str(w.message) for w in caught]))
     except OutputError:  # the output folder cannot be written: stop the run, not this sample
@@ -186,6 +191,31 @@ def evaluate_sample(
     rec["seconds"] = round(time.perf_counter() - t0, 4)
     rec["finished_at"] = round(time.time(), 3)
     return rec
+
+
+def _hallucination(lens: Lens, image: Any, sample: Sample, ex: Any, heatmap_dir: Path, budget: float) -> dict:
+    """For a yes/no sample: ``hallucinated`` (the label is no; did the model say yes?) or
+    ``missed`` (the label is yes; did it say no?), and for a wrong answer its minimal
+    correction region (:func:`vlm_focus.hallucination.correct_answer`, the regions ordered
+    by the heatmap when there is one): ``correction_*`` fields and the region as
+    ``heatmaps/<id>.correction.npy``. Nothing for other samples."""
+    from ..hallucination import NO, YES, correct_answer, yes_no
+
+    label, said = yes_no(sample.answer), yes_no(ex.answer)
+    if label is None:
+        return {}
+    out: dict[str, Any] = {"hallucinated" if label == NO else "missed": said == (YES if label == NO else NO)}
+    if said is None or said == label:
+        return out
+    result = correct_answer(lens, image, sample.question, ex.answer, label, ex.heatmap, budget=budget)
+    if result is None:
+        return out
+    out.update(result.record())
+    if result.correction.flipped:
+        name = store.safe_name(sample.id) + ".correction.npy"
+        store.write_npy(heatmap_dir / name, result.mask)
+        out["correction_mask"] = f"{store.HEATMAPS}/{name}"
+    return out
 
 
 def _map_scores(heatmap: np.ndarray, sample: Sample, tolerance: float | None) -> dict:
@@ -206,9 +236,16 @@ def describe_dataset(dataset: Dataset) -> dict:
     return {k: v for k, v in info.items() if k not in FREE_DATASET_KEYS}
 
 
-def run_config(lens: Lens, dataset: Dataset, seed: int, sanity: bool, tolerance: float | None) -> dict:
+def run_config(
+    lens: Lens,
+    dataset: Dataset,
+    seed: int,
+    sanity: bool,
+    tolerance: float | None,
+    hallucination: float | None = None,
+) -> dict:
     """The settings recorded in ``run.json`` and checked on resume."""
-    cfg = {
+    cfg: dict[str, Any] = {
         "dataset": dataset.name,
         "dataset_options": describe_dataset(dataset),
         "seed": seed,
@@ -219,6 +256,8 @@ def run_config(lens: Lens, dataset: Dataset, seed: int, sanity: bool, tolerance:
         "method_options": lens.method.options,
         "lens_options": lens.options,
     }
+    if hallucination is not None:  # recorded only when on: older run folders resume unchanged
+        cfg["hallucination"] = {"budget": hallucination}
     return json.loads(json.dumps(store.clean(cfg), allow_nan=False))
 
 
@@ -270,13 +309,18 @@ def run(
     tolerance: float | None = None,
     progress: bool = True,
     args: dict | None = None,
+    hallucination: bool = False,
+    correction_budget: float = CORRECTION_BUDGET,
 ) -> dict:
     """Explain the samples of ``dataset`` (those in ``ids`` if given, then the first ``limit``)
     into ``out`` and return the summary (on every rank).
 
     ``sanity``: also run :func:`~vlm_focus.randomization.sanity_check` per sample (one more heatmap
     each). ``tolerance``: pointing-game tolerance in pixels (default
-    :func:`pointing_tolerance`). ``args``: extra arguments to record (the CLI's). Raises
+    :func:`pointing_tolerance`). ``args``: extra arguments to record (the CLI's).
+    ``hallucination``: also, per wrong yes/no answer, its minimal correction region and
+    whether it fits ``correction_budget`` (a share of the image area; see
+    :mod:`vlm_focus.hallucination`). Raises
     :class:`InputError` if ``out`` already holds results and ``resume`` is False.
     """
     _check_limit(limit)
@@ -285,7 +329,8 @@ def run(
     chosen = select_ids(all_ids, ids, limit)
     out = Path(out)
     store.check_out(out, resume)
-    cfg = run_config(lens, dataset, seed, sanity, tolerance)
+    budget = check_budget(correction_budget) if hallucination else None
+    cfg = run_config(lens, dataset, seed, sanity, tolerance, budget)
     started = time.perf_counter()
     with (
         shards_mod.distributed(getattr(lens.adapter, "device", None)) as shard,
@@ -295,7 +340,7 @@ def run(
         mine = shard.select(chosen)
         todo = [sid for sid in mine if sid not in done]
         shard.barrier()  # every rank has read the folder before any rank writes to it
-        _loop(lens, dataset, out, shard, mine, todo, position, seed, sanity, tolerance, progress)
+        _loop(lens, dataset, out, shard, mine, todo, position, seed, sanity, tolerance, progress, budget)
         shard.barrier()  # every shard is complete
         if shard.main:
             merged = store.merge(out, all_ids)
@@ -328,6 +373,14 @@ def run(
     return summary
 
 
+def check_budget(budget: Any) -> float:
+    """The correction budget as a float in (0, 1] (:class:`InputError` otherwise)."""
+    ok = isinstance(budget, (int, float)) and not isinstance(budget, bool) and math.isfinite(budget)
+    if not ok or not 0 < budget <= 1:
+        raise InputError(f"the correction budget must be a share of the image area in (0, 1], got {budget!r}")
+    return float(budget)
+
+
 def _check_limit(limit: Any) -> None:
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise InputError(f"limit must be a positive number of samples, got {limit!r}")
@@ -349,6 +402,7 @@ def _loop(
     sanity: bool,
     tolerance: float | None,
     progress: bool,
+    hallucination: float | None = None,
 ) -> None:
     """Explain ``todo`` (this rank's samples not done yet), one appended record each."""
     from tqdm.auto import tqdm
@@ -375,7 +429,7 @@ def _loop(
                 rec["traceback"] = traceback.format_exc(limit=8)
             else:
                 rec = evaluate_sample(
-                    lens, sample, position[sid], seed, out / store.HEATMAPS, tolerance, sanity
+                    lens, sample, position[sid], seed, out / store.HEATMAPS, tolerance, sanity, hallucination
                 )
             rec.update(index=position[sid], rank=shard.rank)
             store.append(f, rec)
@@ -427,6 +481,8 @@ def run_evaluation(
     ids: Iterable[str] | None = None,
     data_dir: str | Path | None = None,
     prompt_format: str | None = None,
+    hallucination: bool = False,
+    correction_budget: float = CORRECTION_BUDGET,
     **dataset_options: Any,
 ) -> dict:
     """:func:`run` on a dataset object, or on a registered dataset by name, opened with
@@ -461,4 +517,6 @@ def run_evaluation(
         tolerance=tolerance,
         progress=progress,
         args=args,
+        hallucination=hallucination,
+        correction_budget=correction_budget,
     )

@@ -10,6 +10,14 @@
 
 Every interval is 95 %, reported overall and per sample category (shapes: the question
 type; MMStar / CV-Bench: the benchmark's categories).
+
+Runs with ``hallucination`` (:mod:`vlm_focus.hallucination`) add ``summary["hallucination"]``
+over every record that carries the fields, explained or not: the shares (Wilson)
+``hallucination_rate`` (a "yes" where the label is "no", over those questions),
+``miss_rate`` (a "no" where it is "yes") and ``correction_success`` (the wrong yes/no
+answers that flip with at most the budget's share of the image removed), and the means
+(t) ``correction_area`` (the minimal correction region's share of the image, over the
+answers that flipped at all) and ``correction_passes``.
 """
 
 from __future__ import annotations
@@ -28,6 +36,13 @@ HUMAN_METRICS = ("human_soft_iou", "human_rank_correlation", "human_topk_iou")
 SANITY_METRICS = ("sanity_spearman", "sanity_ssim")
 ALL_METRICS = (*METRICS, *HUMAN_METRICS, *SANITY_METRICS)
 LOWER_IS_BETTER = frozenset({"deletion", "sanity_spearman", "sanity_ssim"})
+#: name -> the record field counted (a share) for summary["hallucination"]
+HALLUCINATION_SHARES = {
+    "hallucination_rate": "hallucinated",
+    "miss_rate": "missed",
+    "correction_success": "correction_success",
+}
+HALLUCINATION_MEANS = ("correction_area", "correction_passes")
 
 
 def mean_interval(values: Sequence[float | None]) -> dict:
@@ -100,7 +115,7 @@ def summarize(records: list[dict], categories: Sequence[str] | None = None, sani
         for name in names
     }
     seconds = [float(r.get("seconds") or 0.0) for r in records]
-    return {
+    out = {
         "n_samples": n,
         "n_ok": len(ok),
         "n_per_category": {c: len(of(records, c)) for c in cats},
@@ -120,6 +135,44 @@ def summarize(records: list[dict], categories: Sequence[str] | None = None, sani
             "min_n": MIN_N_FOR_INTERVAL,
         },
     }
+    halluc = hallucination_summary(records, cats)
+    if halluc:
+        out["hallucination"] = halluc
+    return out
+
+
+def _share_of(records: list[dict], field: str) -> dict:
+    judged = [r for r in records if isinstance(r.get(field), bool)]
+    return share_interval(sum(r[field] for r in judged), len(judged))
+
+
+def hallucination_summary(records: list[dict], categories: Sequence[str] = ()) -> dict:
+    """``{name: {"overall", "per_category"}}`` for the shares of
+    :data:`HALLUCINATION_SHARES` and the means of :data:`HALLUCINATION_MEANS`, plus the
+    ``budget``; empty when no record carries them."""
+    fields = (*HALLUCINATION_SHARES.values(), *HALLUCINATION_MEANS)
+    if not any(f in r for r in records for f in fields):
+        return {}
+
+    def of(cat: str) -> list[dict]:
+        return [r for r in records if r.get("category") == cat]
+
+    out: dict = {}
+    for name, field in HALLUCINATION_SHARES.items():
+        out[name] = {
+            "overall": _share_of(records, field),
+            "per_category": {c: _share_of(of(c), field) for c in categories},
+        }
+    for name in HALLUCINATION_MEANS:
+        out[name] = {
+            "overall": mean_interval([r.get(name) for r in records]),
+            "per_category": {c: mean_interval([r.get(name) for r in of(c)]) for c in categories},
+        }
+    budgets = sorted(
+        {float(r["correction_budget"]) for r in records if r.get("correction_budget") is not None}
+    )
+    out["budget"] = budgets[0] if len(budgets) == 1 else budgets or None
+    return out
 
 
 def _cell(ci: dict | None, digits: int = 3) -> str:
@@ -145,6 +198,16 @@ def format_table(summary: dict) -> str:
     for name, m in summary["metrics"].items():
         label = name + (" (lower better)" if name in summary.get("lower_is_better", []) else "")
         rows.append([label, _cell(m["overall"])] + [_cell(m["per_category"].get(c)) for c in cats])
+    halluc = summary.get("hallucination") or {}
+    for name in (*HALLUCINATION_SHARES, *HALLUCINATION_MEANS):
+        m = halluc.get(name)
+        if m and m["overall"].get("n"):
+            label = name + (
+                f" @ {halluc['budget']:.0%} area"
+                if name == "correction_success" and isinstance(halluc.get("budget"), float)
+                else ""
+            )
+            rows.append([label, _cell(m["overall"])] + [_cell(m["per_category"].get(c)) for c in cats])
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     for kind in ("skipped", "errors"):

@@ -121,6 +121,7 @@ def render_report(
     *,
     back_link: str | None = None,
     facts: Sequence[tuple[str, str]] = (),
+    sections: Sequence[Mapping[str, str]] = (),
     **overlay_options: Any,
 ) -> str:
     """Return one self-contained HTML page describing the explanation ``ex``.
@@ -130,7 +131,9 @@ def render_report(
     ``method``, ``timings``, ``args``, ``depends_on_image`` and ``warnings`` (missing ones are
     treated as empty). ``back_link``: a relative link shown at the top (run reports link back
     to their index). ``facts``: extra ``(label, text)`` lines for the question block (the
-    reference answer, the grade). ``overlay_options``: passed to
+    reference answer, the grade). ``sections``: extra figures after the overlay, each
+    ``{"title", "image_uri", "alt", "help"}`` (run reports: the minimal correction region of
+    a wrong yes/no answer). ``overlay_options``: passed to
     :func:`~vlm_focus.viz.overlay.overlay_figure` (``cmap``, ``alpha_max``, ``style``, ...).
     """
     question = str(getattr(ex, "question", "") or "")
@@ -175,6 +178,7 @@ def render_report(
         question=question,
         answer_html=Markup(tokens_html(tokens, selected, llr, alpha) if tokens else escape(answer)),
         facts=list(facts),
+        sections=[dict(x) for x in sections],
         alpha=f"{alpha:g}",
         depends=bool(getattr(ex, "depends_on_image", heatmap is not None)),
         overlay_uri=overlay_uri,

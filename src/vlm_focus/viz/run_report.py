@@ -8,7 +8,9 @@ folder (nothing is written anywhere else)::
                                    category, skipped and failed samples), metric plots, and a
                                    sortable, filterable table of the samples with thumbnails
     RUN_DIR/report/<name>.html     one sample: question, answer with its selected tokens,
-                                   image, overlay, colour bar, LLR chart, scores explained
+                                   image, overlay, colour bar, LLR chart, scores explained;
+                                   for a wrong yes/no answer of a ``--hallucination`` run,
+                                   its minimal correction region outlined on the image
     RUN_DIR/report/<name>.png      the sample's overlay thumbnail
 
 The run stores results and heatmaps, not images: they are opened again from the dataset
@@ -61,7 +63,18 @@ TABLE_METRICS = (
     "relevance_mass",
     "relevance_rank",
     "human_soft_iou",
+    "correction_area",
 )
+CORRECTION_COLOR = (0, 200, 255)  # the outline of the minimal correction region
+HALLUCINATION_HELP = {
+    "hallucination_rate": 'Share of the questions labelled "no" that the model answered "yes".',
+    "miss_rate": 'Share of the questions labelled "yes" that the model answered "no".',
+    "correction_success": "Share of the wrong yes/no answers that flip when at most the budget's "
+    "share of the image area is replaced by the baseline.",
+    "correction_area": "Share of the image area of the minimal correction region: the smallest set "
+    "of regions found whose removal flips the wrong answer (over the answers that flipped).",
+    "correction_passes": "Model passes per correction search.",
+}
 
 
 def write_run_report(
@@ -102,7 +115,8 @@ def write_run_report(
             thumb = f"{REPORT_DIR}/{name}.png"
         page = ""
         if pages:
-            html = _sample_page(rec, image, heat, cfg, alpha, look, data_note)
+            region = _heatmap(run, rec, "correction_mask")
+            html = _sample_page(rec, image, heat, cfg, alpha, look, data_note, region)
             atomic_write_text(folder / f"{name}.html", html)
             page = f"{REPORT_DIR}/{name}.html"
         rows.append(_row(rec, alpha, thumb, page))
@@ -183,9 +197,10 @@ def _sample_image(dataset: Any, sample_id: str) -> Image.Image | None:
         return None
 
 
-def _heatmap(run: Path, rec: dict) -> np.ndarray | None:
-    """The record's heatmap, read only from a plain, regular file in ``heatmaps/``."""
-    rel = rec.get("heatmap")
+def _heatmap(run: Path, rec: dict, field: str = "heatmap") -> np.ndarray | None:
+    """The record's heatmap (or another map it names in ``field``, e.g. the
+    ``correction_mask``), read only from a plain, regular file in ``heatmaps/``."""
+    rel = rec.get(field)
     if not isinstance(rel, str):
         return None
     parts = rel.split("/")
@@ -223,6 +238,7 @@ def _sample_page(
     alpha: float,
     look: dict,
     note: str,
+    region: np.ndarray | None = None,
 ) -> str:
     from ..runs.summary import ALL_METRICS
 
@@ -257,15 +273,74 @@ def _sample_page(
         facts.append(("Reference answer", str(rec["reference"])))
     if "correct" in rec:
         facts.append(("Graded", f"{_grade(rec.get('correct'))} ({rec.get('grading', '')})"))
+    sections = []
+    if "correction_success" in rec:
+        facts.append(("Minimal correction region", correction_text(rec)))
+        base = ex.image if ex.image is not None else None
+        if region is not None and base is not None and region.shape == (base.height, base.width):
+            sections.append(
+                {
+                    "title": "Minimal correction region",
+                    "image_uri": "data:image/png;base64," + _region_png(base, region > 0.5),
+                    "alt": "the image with the minimal correction region outlined",
+                    "help": "Outlined: the smallest set of regions found whose removal (the baseline "
+                    "shown there) flips the wrong answer. " + correction_text(rec),
+                }
+            )
     return render_report(
         ex,
         back_link="../index.html",
         facts=facts,
+        sections=sections,
         cmap=look["cmap"],
         alpha_max=look["opacity"],
         style=look["style"],
         top_k=look["top_k"],
     )
+
+
+def correction_text(rec: dict) -> str:
+    """One sentence on a record's correction search (``correction_*`` fields)."""
+    words = rec.get("correction_words") or ["the answer", "the other"]
+    budget = rec.get("correction_budget")
+    within = f"{budget:.0%} budget" if isinstance(budget, (int, float)) else "budget"
+    order = rec.get("correction_order", "")
+    passes = rec.get("correction_passes")
+    cost = f"; regions ordered by {order}, {passes} model passes" if order else ""
+    area = rec.get("correction_area")
+    if not rec.get("correction_flipped") or not isinstance(area, (int, float)):
+        return f"no removal flips {words[0]!r} to {words[1]!r}, not even of the whole image{cost}."
+    verdict = "within" if rec.get("correction_success") else "over"
+    n = rec.get("correction_regions")
+    return (
+        f"removing {area:.1%} of the image ({n} region{'s' if n != 1 else ''}) flips {words[0]!r} to "
+        f"{words[1]!r}: {verdict} the {within}{cost}."
+    )
+
+
+def _region_png(image: Image.Image, region: np.ndarray) -> str:
+    """The image (enlarged, nearest) with ``region``'s outline drawn and the rest dimmed, as
+    base64 PNG."""
+    import base64
+    import io
+
+    rgb, _ = for_display(image, None, min_side=256, max_side=512)
+    h, w = rgb.shape[:2]
+    mask = (
+        np.asarray(Image.fromarray(region.astype(np.uint8) * 255).resize((w, h), Image.Resampling.NEAREST))
+        > 127
+    )
+    inner = mask.copy()
+    for axis in (0, 1):
+        for shift in (1, -1, 2, -2):
+            inner &= np.roll(mask, shift, axis=axis)
+    edge = mask & ~inner
+    out = rgb.astype(np.float32)
+    out[~mask] = 0.55 * out[~mask] + 0.45 * 255  # dim what stays
+    out[edge] = CORRECTION_COLOR
+    buf = io.BytesIO()
+    Image.fromarray(out.clip(0, 255).astype(np.uint8)).save(buf, format="PNG")
+    return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
 def _grade(correct: Any) -> str:
@@ -326,6 +401,29 @@ def _summary_view(summary: dict) -> dict:
                 "name": name,
                 "help": SCORE_HELP.get(name, ""),
                 "direction": direction(name),
+                "overall": _interval(m.get("overall")),
+                "cats": [_interval((m.get("per_category") or {}).get(c)) for c in cats],
+            }
+        )
+    halluc = summary.get("hallucination") or {}
+    for name, m in halluc.items():
+        if not isinstance(m, dict) or not (m.get("overall") or {}).get("n"):
+            continue
+        budget = halluc.get("budget")
+        label = (
+            f"{name} @ {budget:.0%} area"
+            if name == "correction_success" and isinstance(budget, float)
+            else name
+        )
+        rows.append(
+            {
+                "name": label,
+                "help": HALLUCINATION_HELP.get(name, ""),
+                "direction": "lower is better"
+                if name in ("hallucination_rate", "miss_rate", "correction_area")
+                else "higher is better"
+                if name == "correction_success"
+                else "",
                 "overall": _interval(m.get("overall")),
                 "cats": [_interval((m.get("per_category") or {}).get(c)) for c in cats],
             }
