@@ -11,6 +11,8 @@ on the first explanation of each image shape and prompt length:
   about 10 images on (``shapes-llava``: 9.5 ms per image at 10, 9.1 ms at 40; batch 1
   costs 2x), so a larger batch only spends memory.
 
+With ``device_map="auto"`` (a model over several GPUs) the measured device is the one that
+holds the inputs; a batch that then runs out of memory on another GPU is halved as below.
 The batch size changes speed and memory, not results. A batch that still runs out of
 memory is halved by :mod:`vlm_focus.runs.retry`.
 """
