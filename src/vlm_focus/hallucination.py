@@ -109,15 +109,6 @@ class CorrectionResult:
         return out
 
 
-def _batch_size(lens: Lens) -> int:
-    """The lens's batch size in effect (``lens.batch_size`` where the lens has one, e.g. for
-    ``batch_size="auto"``), else its option; 16 when neither is a count."""
-    for value in (getattr(lens, "batch_size", None), lens.options.get("batch_size")):
-        if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
-            return value
-    return 16
-
-
 def correct_answer(
     lens: Lens,
     image: ImageLike,
@@ -154,7 +145,7 @@ def correct_answer(
         raise InputError(f"n_regions must be an int >= 1, got {n_regions!r}")
     t0 = time.perf_counter()
     o = lens.options
-    batch = _batch_size(lens)
+    batch = lens.batch_size
     img = load_image(image)
     adapter = lens.adapter
     wrong, correct = _word(answer, said), _word(answer, label)

@@ -130,9 +130,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
         raise InputError(f"--limit must be a positive number of samples, got {args.limit}")
     from ..data import dataset_options, get_dataset
+    from ..methods.correction import check_budget
     from ..runs import format_table, read_ids, run, store
     from ..runs import shards as shards_mod
-    from ..runs.runner import check_budget
 
     if args.hallucination:
         check_budget(args.correction_budget)

@@ -63,6 +63,18 @@ def to_sample(
     )
 
 
+def check_scene_options(name: str, limit: int | None, size: int, min_objects: int, max_objects: int) -> int:
+    """``limit``, or :class:`InputError` unless the generated stream ``name`` has a ``limit``,
+    scenes of at least 64 px and ``1 <= min_objects <= max_objects``."""
+    if limit is None:
+        raise InputError(f"{name}: the stream is endless; give limit (a number of samples)")
+    if size < 64:
+        raise InputError(f"{name}: size must be at least 64 px, got {size}")
+    if not 1 <= min_objects <= max_objects:
+        raise InputError(f"{name}: need 1 <= min_objects <= max_objects, got {min_objects}, {max_objects}")
+    return limit
+
+
 @register_dataset("shapes")
 class ShapesDataset(Dataset):
     """Synthetic scenes with known evidence; needs no data folder (``data_dir`` ignored)."""
@@ -78,15 +90,8 @@ class ShapesDataset(Dataset):
         min_objects: int = 1,
         max_objects: int = 4,
     ) -> None:
-        if limit is None:
-            raise InputError("shapes: the stream is endless; give limit (a number of samples)")
+        limit = check_scene_options("shapes", limit, size, min_objects, max_objects)
         super().__init__(None, prompt_format, limit)
-        if size < 64:
-            raise InputError(f"shapes: size must be at least 64 px, got {size}")
-        if not 1 <= min_objects <= max_objects:
-            raise InputError(
-                f"shapes: need 1 <= min_objects <= max_objects, got {min_objects}, {max_objects}"
-            )
         self.seed, self.size = int(seed), int(size)
         self.min_objects, self.max_objects = int(min_objects), int(max_objects)
         self.qtypes = parse_qtypes(qtypes)

@@ -33,7 +33,7 @@ import numpy as np
 from ..errors import InputError
 from . import shapes
 from .base import Dataset, Sample, register_dataset
-from .shapes_loader import DEFAULT_LIMIT, DEFAULT_SEED, to_sample
+from .shapes_loader import DEFAULT_LIMIT, DEFAULT_SEED, check_scene_options, to_sample
 
 SPLITS = ("adversarial", "random")
 
@@ -111,17 +111,10 @@ class ShapesPopeDataset(Dataset):
         min_objects: int = 4,
         max_objects: int = 8,
     ) -> None:
-        if limit is None:
-            raise InputError("shapes-pope: the stream is endless; give limit (a number of samples)")
+        limit = check_scene_options("shapes-pope", limit, size, min_objects, max_objects)
         super().__init__(None, prompt_format, limit)
         if split not in SPLITS:
             raise InputError(f"shapes-pope: split {split!r}; choose from {list(SPLITS)}")
-        if size < 64:
-            raise InputError(f"shapes-pope: size must be at least 64 px, got {size}")
-        if not 1 <= min_objects <= max_objects:
-            raise InputError(
-                f"shapes-pope: need 1 <= min_objects <= max_objects, got {min_objects}, {max_objects}"
-            )
         self.seed, self.split, self.size = int(seed), split, int(size)
         self.min_objects, self.max_objects = int(min_objects), int(max_objects)
         for i in range(limit):

@@ -36,8 +36,10 @@ log-probabilities of the two answers, and removed regions show the run's baselin
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -47,6 +49,14 @@ from .compose import phi
 DEFAULT_BUDGET = 0.10  # the share of the image area removed for "correction success"
 
 Margin = Callable[[torch.Tensor], torch.Tensor]
+
+
+def check_budget(budget: Any) -> float:
+    """The correction budget as a float in (0, 1] (:class:`InputError` otherwise)."""
+    ok = isinstance(budget, (int, float)) and not isinstance(budget, bool) and math.isfinite(budget)
+    if not ok or not 0 < budget <= 1:
+        raise InputError(f"the correction budget must be a share of the image area in (0, 1], got {budget!r}")
+    return float(budget)
 
 
 @dataclass
@@ -138,8 +148,9 @@ def minimal_correction(
     ``max_area``: stop before the removed share of the area passes it. ``passes_per_image``:
     model passes per scored image (2 for a margin of two answers), for :attr:`Correction.passes`.
     """
-    if not 0 < budget <= 1 or not 0 < max_area <= 1:
-        raise InputError(f"budget and max_area must be in (0, 1], got {budget!r}, {max_area!r}")
+    budget = check_budget(budget)
+    if not 0 < max_area <= 1:
+        raise InputError(f"max_area must be in (0, 1], got {max_area!r}")
     if batch_size < 1:
         raise InputError(f"batch_size must be >= 1, got {batch_size!r}")
     order = [int(r) for r in order]

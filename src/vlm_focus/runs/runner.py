@@ -50,6 +50,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError, OutputError, VlmFocusError
+from ..methods.correction import DEFAULT_BUDGET, check_budget
 from ..metrics import human_map_scores, localization_scores
 from ..randomization import sanity_check
 from . import shards as shards_mod
@@ -61,7 +62,6 @@ if TYPE_CHECKING:
     from ..data import Dataset, Sample
     from ..explain import Lens
 
-CORRECTION_BUDGET = 0.10  # = vlm_focus.methods.correction.DEFAULT_BUDGET (10 % of the image area)
 EVAL_SEED = 2026  # the default run seed; the zoo models were trained on shapes seeds 0 and 1
 NO_IMAGE = "answer does not depend on the image"
 # Options that change speed or memory but not results: a resumed run may change them.
@@ -310,7 +310,7 @@ def run(
     progress: bool = True,
     args: dict | None = None,
     hallucination: bool = False,
-    correction_budget: float = CORRECTION_BUDGET,
+    correction_budget: float = DEFAULT_BUDGET,
 ) -> dict:
     """Explain the samples of ``dataset`` (those in ``ids`` if given, then the first ``limit``)
     into ``out`` and return the summary (on every rank).
@@ -371,14 +371,6 @@ def run(
         if not shard.main:
             summary = json.loads((out / store.SUMMARY).read_text(encoding="utf-8"))
     return summary
-
-
-def check_budget(budget: Any) -> float:
-    """The correction budget as a float in (0, 1] (:class:`InputError` otherwise)."""
-    ok = isinstance(budget, (int, float)) and not isinstance(budget, bool) and math.isfinite(budget)
-    if not ok or not 0 < budget <= 1:
-        raise InputError(f"the correction budget must be a share of the image area in (0, 1], got {budget!r}")
-    return float(budget)
 
 
 def _check_limit(limit: Any) -> None:
@@ -482,7 +474,7 @@ def run_evaluation(
     data_dir: str | Path | None = None,
     prompt_format: str | None = None,
     hallucination: bool = False,
-    correction_budget: float = CORRECTION_BUDGET,
+    correction_budget: float = DEFAULT_BUDGET,
     **dataset_options: Any,
 ) -> dict:
     """:func:`run` on a dataset object, or on a registered dataset by name, opened with
