@@ -38,6 +38,7 @@ from vlm_focus.methods.igos import (
     l1_term,
     l2_term,
     nesterov,
+    scored,
     step_direction,
     step_size,
 )
@@ -52,16 +53,18 @@ def reference_interval_loss(
     steps: int,
     noise: float,
     generator: torch.Generator,
+    score: str = "logprob",
 ) -> torch.Tensor:
-    """``(1/K) sum_k f(Phi(start, end, alpha_k up) + noise_k)``, one image per forward pass,
-    every pass's graph kept in the returned loss (the reference ``interval_score``)."""
+    """``(1/K) sum_k s(Phi(start, end, alpha_k up) + noise_k)``, one image per forward pass,
+    every pass's graph kept in the returned loss (the reference ``interval_score``); ``s`` is
+    :func:`vlm_focus.methods.igos.scored`."""
     alphas = torch.linspace(1 / steps, 1, steps).to(up).view(-1, 1, 1, 1)
     images = phi(start[None], end[None], up * alphas)
     if noise > 0:  # all K noise images drawn at once, as the reference does
         images = images + noise * torch.randn(images.shape, generator=generator).to(images)
     loss = torch.zeros((), device=up.device)
     for image in images:
-        loss = loss + target.f(image[None]).sum().to(loss.device)
+        loss = loss + scored(target.f(image[None]), score).sum().to(loss.device)
     return loss / steps
 
 
@@ -74,11 +77,12 @@ def reference_integrated_gradient(
     steps: int,
     noise: float,
     generator: torch.Generator,
+    score: str = "logprob",
 ) -> tuple[torch.Tensor, float]:
     """The reference ``integrated_gradient``: backward with ``retain_graph=True`` into
     ``mask.grad`` (``mask`` a leaf, ``up`` its upsampling, shared by the calls of one
     iteration); returns the gradient (copied, ``mask.grad`` zeroed) and the loss."""
-    loss = reference_interval_loss(target, start, end, up, steps, noise, generator)
+    loss = reference_interval_loss(target, start, end, up, steps, noise, generator, score)
     loss.backward(retain_graph=True)
     assert mask.grad is not None
     grad = mask.grad.clone()
@@ -95,13 +99,14 @@ def reference_mask_gradient(
     noise: float,
     generator: torch.Generator,
     batch_size: int | None = None,
+    score: str = "logprob",
 ) -> tuple[torch.Tensor, float]:
     """:func:`reference_integrated_gradient` with the signature of
     :func:`vlm_focus.methods.igos.integrated_mask_gradient` (``batch_size`` ignored: one image
     a pass)."""
     m = mask.detach().clone().requires_grad_(True)
     up = upsample(m, (start.shape[-2], start.shape[-1]))
-    return reference_integrated_gradient(target, m, up, start, end, steps, noise, generator)
+    return reference_integrated_gradient(target, m, up, start, end, steps, noise, generator, score)
 
 
 class ReferenceIGOS(IGOSPlusPlus):
@@ -123,10 +128,10 @@ class ReferenceIGOS(IGOSPlusPlus):
             m = mask.clone().requires_grad_(True)
             up = upsample(m, (H, W))
             g_del, f_del = reference_integrated_gradient(
-                target, m, up, pixels, baseline, steps, o["noise"], gen
+                target, m, up, pixels, baseline, steps, o["noise"], gen, o["score"]
             )
             g_ins, f_ins = reference_integrated_gradient(
-                target, m, up, baseline, pixels, steps, o["noise"], gen
+                target, m, up, baseline, pixels, steps, o["noise"], gen, o["score"]
             )
             reg = (
                 o["l1"] * l1_term(m)

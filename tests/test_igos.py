@@ -189,9 +189,9 @@ def test_explicit_options_override_the_preset():
         get_method("igos++", momentum=-1.0)
 
 
-def test_default_converges_on_a_toy_and_the_paper_preset_does_not():
+def test_converging_step_settles_on_a_toy_and_the_paper_preset_does_not():
     target, image, base = toy()
-    options = dict(size=8, iterations=6, ig_iter=4, noise=0.0)
+    options = dict(size=8, iterations=6, ig_iter=4, noise=0.0, score="logprob")  # the step alone
     method = get_method("igos++", **options)
     heat = method.explain(target, image, base)
     change = [t["change"] for t in method.trace]
@@ -204,6 +204,53 @@ def test_default_converges_on_a_toy_and_the_paper_preset_does_not():
     paper.explain(target, image, base)
     paper_change = [t["change"] for t in paper.trace]
     assert paper_change[-1] > paper_change[0], paper_change  # raw steps of lr 10 keep flipping cells
+
+
+def test_probability_score_is_the_gradient_of_exp_f():
+    # On the linear score f = w . phi, s = exp(f): the IG is mean_k exp(f_k) a_k w (I - B).
+    wgt = square_weight() * 0.01
+    target = Target(FakeScorer(wgt), [0])
+    image, base = torch.ones(3, 16, 16), torch.zeros(3, 16, 16)
+    mask = torch.ones(1, 1, 16, 16)
+    grad, value = integrated_mask_gradient(
+        target, image, base, mask, 4, 0.0, torch.Generator(), 3, score="prob"
+    )
+    alphas = torch.tensor([0.25, 0.5, 0.75, 1.0])
+    f = alphas * float(wgt.sum())
+    assert value == pytest.approx(float(f.exp().mean()))
+    assert torch.allclose(grad[0, 0], float((f.exp() * alphas).mean()) * wgt.sum(0))
+    with pytest.raises(InputError, match="unknown score"):
+        integrated_mask_gradient(target, image, base, mask, 4, 0.0, torch.Generator(), 3, score="odds")
+
+
+def test_probability_score_is_the_default_and_localises_on_the_toy():
+    assert get_method("igos++").options["score"] == "prob"
+    assert get_method("igos++", preset="paper").options["score"] == "logprob"
+    assert get_method("igos2").options["score"] == "logprob"
+    target, image, base = toy()
+    method = get_method("igos++", size=8, iterations=6, ig_iter=4, noise=0.0)
+    heat = method.explain(target, image, base)
+    change = [t["change"] for t in method.trace]
+    assert change[-1] < 0.7 * change[0], change
+    inside = heat[8:16, 20:28].mean()
+    outside = torch.cat([heat[:8].flatten(), heat[16:].flatten()]).mean()
+    assert inside > outside + 0.5
+    with pytest.raises(InputError, match="score must be one of"):
+        get_method("igos++", score="odds")
+
+
+def test_probability_score_underflow_is_a_clear_error():
+    # log P = -100 everywhere: exp underflows in float32, so every gradient would be 0.
+    class Improbable(FakeScorer):
+        def __call__(self, pixels):
+            return super().__call__(pixels) * 0 - 100.0
+
+    target = Target(Improbable(square_weight()), [0])
+    image, base = torch.ones(3, 16, 16), torch.zeros(3, 16, 16)
+    with pytest.raises(MethodError, match="underflows"):
+        get_method("igos++", size=4, iterations=1, ig_iter=2).explain(target, image, base)
+    heat = get_method("igos++", size=4, iterations=1, ig_iter=2, score="logprob").explain(target, image, base)
+    assert torch.isfinite(heat).all()
 
 
 def test_step_size_schedules():

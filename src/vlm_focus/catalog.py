@@ -45,8 +45,10 @@ _IGOS_OBJECTIVE: dict[str, Any] = {
     "sigma": 0.01,
     "batch_size": None,
     "seed": 0,
+    "score": "logprob",
 }
 _IGOS_CONVERGING: dict[str, Any] = {
+    "score": "prob",
     "size": 16,
     "lr": 0.3,
     "momentum": 0.0,
@@ -56,6 +58,7 @@ _IGOS_CONVERGING: dict[str, Any] = {
     "schedule": "linear",
 }
 _IGOS_PAPER: dict[str, Any] = {
+    "score": "logprob",
     "size": 32,
     "lr": 10.0,
     "momentum": 5.0,

@@ -107,14 +107,17 @@ class TwoMaskIGOS(Method):
             n = insertion.clone().requires_grad_(True)
             product = upsample(d, (H, W)) * upsample(n, (H, W))
             # Full-resolution masks: the helper's upsampling to (H, W) is then the identity.
+            score = o["score"]
             g_pd, f_pd = self.mask_gradient(
-                target, pixels, baseline, product.detach(), steps, noise, gen, batch
+                target, pixels, baseline, product.detach(), steps, noise, gen, batch, score
             )
             g_pi, f_pi = self.mask_gradient(
-                target, baseline, pixels, product.detach(), steps, noise, gen, batch
+                target, baseline, pixels, product.detach(), steps, noise, gen, batch, score
             )
-            g_d, f_d = self.mask_gradient(target, pixels, baseline, deletion, steps, noise, gen, batch)
-            g_n, f_n = self.mask_gradient(target, baseline, pixels, insertion, steps, noise, gen, batch)
+            g_d, f_d = self.mask_gradient(target, pixels, baseline, deletion, steps, noise, gen, batch, score)
+            g_n, f_n = self.mask_gradient(
+                target, baseline, pixels, insertion, steps, noise, gen, batch, score
+            )
             g_pd_d, g_pd_n = torch.autograd.grad(product, (d, n), grad_outputs=g_pd - g_pi)
             both = d * n
             reg = (
