@@ -124,15 +124,20 @@ def split(ok: list[dict], key: str, shared: bool) -> float:
     return float(np.mean(values)) if values else math.nan
 
 
+def study_scene(seed: int, i: int, size: int):
+    """Scene ``i`` of this study's stream: 2-4 objects, colour and shape questions alternating
+    (also the scenes of ``igos_path_diagnostic.py``, ``igos_sanity_diagnostic.py`` and
+    ``speed.py``)."""
+    return make_sample(seed, i, ("color", "shape")[i % 2], size=size, min_objects=2, max_objects=4)
+
+
 def run_model(model: str, args: argparse.Namespace, options: dict) -> dict:
     lens = vlm_focus.load(model, method="igos++", device="cpu", **options)
     counter = PassCounter(lens)
     rows = []
     t_all = 0.0
     for i in range(args.n):
-        sample = make_sample(
-            args.seed, i, ("color", "shape")[i % 2], size=args.size, min_objects=2, max_objects=4
-        )
+        sample = study_scene(args.seed, i, args.size)
         method_before, total_before = counter.method, counter.total
         t0 = time.perf_counter()
         ex = lens.explain(sample.image, sample.question)

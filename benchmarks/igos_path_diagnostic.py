@@ -25,9 +25,9 @@ import numpy as np
 import torch
 
 import vlm_focus
+from igos_convergence import study_scene
 from vlm_focus.baselines import make_baseline
 from vlm_focus.cli.common import parse_options
-from vlm_focus.data.shapes import make_sample
 from vlm_focus.images import to_tensor
 from vlm_focus.methods.compose import phi, upsample
 
@@ -82,9 +82,7 @@ def main(argv: list[str] | None = None) -> None:
                 pointing = {r["id"]: r["pointing"] for r in result["rows"] if not r.get("skipped")}
     dips = []
     for i in range(args.n):
-        sample = make_sample(
-            args.seed, i, ("color", "shape")[i % 2], size=args.size, min_objects=2, max_objects=4
-        )
+        sample = study_scene(args.seed, i, args.size)
         ex = lens.explain(sample.image, sample.question, metrics=False)
         if not ex.selected or ex.heatmap is None:
             continue

@@ -23,7 +23,7 @@ import torch
 from scipy import stats
 
 import vlm_focus
-from vlm_focus.data.shapes import make_sample
+from igos_convergence import study_scene
 from vlm_focus.metrics.sanity import similarity
 from vlm_focus.randomization import fixed_heatmap, randomize_top_down
 
@@ -75,9 +75,7 @@ def main(argv: list[str] | None = None) -> None:
     lens = vlm_focus.load(args.model, method="igos++", device="cpu")
     rows = []
     for i in range(args.n):
-        sample = make_sample(
-            args.seed, i, ("color", "shape")[i % 2], size=args.size, min_objects=2, max_objects=4
-        )
+        sample = study_scene(args.seed, i, args.size)
         row = scene(lens, sample, args.seed)
         if row is None:
             continue

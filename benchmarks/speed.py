@@ -49,13 +49,13 @@ import torch
 import vlm_focus
 from vlm_focus.baselines import make_baseline
 from vlm_focus.cli.common import batch_size_flag, parse_options
-from vlm_focus.data.shapes import make_sample
 from vlm_focus.explain import Lens
 from vlm_focus.images import to_tensor
 from vlm_focus.methods import list_methods
 from vlm_focus.metrics import deletion_insertion, pointing_game, score_fn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from igos_convergence import study_scene  # noqa: E402
 from reference_structure import ReferenceIGOS, ReferenceIGOS2  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -187,9 +187,7 @@ class PeakRSS:
 
 # ----- one explanation --------------------------------------------------------------------------
 def scene(args, i: int, size: int | None = None):
-    return make_sample(
-        args.seed, i, ("color", "shape")[i % 2], size=size or args.size, min_objects=2, max_objects=4
-    )
+    return study_scene(args.seed, i, size or args.size)
 
 
 def explain_one(lens: Lens, log: CallLog, sample, args, mem: PeakRSS, record: dict, **kw) -> dict | None:

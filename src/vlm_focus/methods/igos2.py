@@ -97,7 +97,7 @@ class TwoMaskIGOS(Method):
         H, W = pixels.shape[-2:]
         batch = int(o["batch_size"] or target.batch_size)
         gen = torch.Generator().manual_seed(int(o["seed"]))
-        steps, noise = int(o["ig_iter"]), float(o["noise"])
+        steps, noise, score = int(o["ig_iter"]), float(o["noise"]), o["score"]
         deletion = torch.ones(1, 1, size, size, device=device)
         insertion = torch.ones_like(deletion)
         theta_d, theta_n = torch.zeros_like(deletion), torch.zeros_like(deletion)
@@ -107,7 +107,6 @@ class TwoMaskIGOS(Method):
             n = insertion.clone().requires_grad_(True)
             product = upsample(d, (H, W)) * upsample(n, (H, W))
             # Full-resolution masks: the helper's upsampling to (H, W) is then the identity.
-            score = o["score"]
             g_pd, f_pd = self.mask_gradient(
                 target, pixels, baseline, product.detach(), steps, noise, gen, batch, score
             )
