@@ -17,6 +17,12 @@ each answer with ``igos++`` and the given options and, per model, prints a Markd
   the seed of ``benchmarks/ground_truth.py``'s evaluation), on the first K scenes;
 - seconds per scene (wall clock, one thread).
 
+The second table splits the scenes by whether another object carries the same answer
+(same colour for a colour question, same shape for a shape question) and asks the model
+which object it needs: each object is deleted (blur baseline) in turn, and the "needed"
+object is the one whose deletion lowers the answer's probability most. "Pointing on the
+needed object" is the pointing game against that object instead of the asked-about one.
+
 ``--trace`` also prints, per iteration, the mean heat on the asked-about object, the
 highest mean heat on another object and the mask's change (the convergence trace).
 
@@ -106,17 +112,36 @@ def answer_objects(sample) -> tuple[np.ndarray, bool]:
     return union, bool(twins)
 
 
-def p_object_deleted(lens, sample, ex) -> float:
-    """Mean probability of the selected tokens with the asked-about object (widened by 1 px)
-    replaced by the blur baseline."""
+def p_region_deleted(lens, sample, ex, region: np.ndarray) -> float:
+    """Mean probability of the selected tokens with ``region`` (widened by 1 px) replaced by
+    the blur baseline."""
     pixels = to_tensor(sample.image, None)
     base = make_baseline("blur", pixels)
-    m = torch.from_numpy(sample.evidence).float()[None, None]
+    m = torch.from_numpy(region).float()[None, None]
     m = torch.nn.functional.max_pool2d(m, 3, 1, 1)[0, 0]
     scorer = lens.adapter.scorer(pixels, sample.question, torch.tensor(ex.token_ids))
     with torch.no_grad():
         logp = scorer((pixels * (1 - m) + base * m)[None])[0]
     return float(logp[ex.selected].exp().mean())
+
+
+def model_evidence(lens, sample, ex) -> dict:
+    """What the model itself needs, object by object: the probability with each object deleted
+    and with every other object deleted (the object kept alone), and the "needed" object, the
+    one whose deletion lowers the probability most (ties within 0.05 broken by the higher
+    probability when kept alone)."""
+    objects = sample.objects
+    deleted = [p_region_deleted(lens, sample, ex, o.mask) for o in objects]
+    kept = []
+    for o in objects:
+        rest = np.zeros_like(o.mask)
+        for other in objects:
+            if other is not o:
+                rest |= other.mask & ~o.mask
+        kept.append(p_region_deleted(lens, sample, ex, rest))
+    low = min(deleted)
+    needed = max((k for k in range(len(objects)) if deleted[k] <= low + 0.05), key=lambda k: kept[k])
+    return {"p_deleted_each": deleted, "p_kept_each": kept, "needed": needed}
 
 
 def split(ok: list[dict], key: str, shared: bool) -> float:
@@ -155,7 +180,7 @@ def run_model(model: str, args: argparse.Namespace, options: dict) -> dict:
             "hottest": on > off,
             "shared": shared,
             "pointing_answer_objects": pointing_game(ex.heatmap, union, tolerance=0.03 * args.size),
-            "p_object_deleted": p_object_deleted(lens, sample, ex),
+            "p_object_deleted": p_region_deleted(lens, sample, ex, sample.evidence),
             "heat_object": on,
             "heat_other": off,
             "ins_del": ex.scores["insertion"] - ex.scores["deletion"],
@@ -163,6 +188,11 @@ def run_model(model: str, args: argparse.Namespace, options: dict) -> dict:
             "passes_total": counter.total - total_before,
             "seconds": seconds,
         }
+        evidence = model_evidence(lens, sample, ex)
+        needed = sample.objects[evidence["needed"]]
+        row |= evidence
+        row["asked_is_needed"] = bool((needed.mask & sample.evidence).any())
+        row["pointing_needed"] = pointing_game(ex.heatmap, needed.mask, tolerance=0.03 * args.size)
         method = lens.method
         H, W = ex.heatmap.shape
         trace = []
@@ -195,6 +225,8 @@ def run_model(model: str, args: argparse.Namespace, options: dict) -> dict:
         "pointing_answer_objects": float(np.mean([r["pointing_answer_objects"] for r in ok])),
         "p_deleted_alone": split(ok, "p_object_deleted", False),
         "p_deleted_shared": split(ok, "p_object_deleted", True),
+        "asked_is_needed": float(np.mean([r["asked_is_needed"] for r in ok])),
+        "pointing_needed": float(np.mean([r["pointing_needed"] for r in ok])),
         "seconds": t_all / max(1, len(ok)),
         "trace": traces.mean(0).tolist(),
         "rows": rows,
@@ -209,8 +241,9 @@ HEADER = (
 
 SPLIT_HEADER = (
     "| model | shared answer | pointing, answer alone ↑ | object hottest, answer alone ↑ "
-    "| pointing, answer shared | pointing on any answer object ↑ | p, object deleted: alone / shared |\n"
-    "|---|---|---|---|---|---|---|"
+    "| pointing, answer shared | pointing on any answer object ↑ | p, object deleted: alone / shared "
+    "| asked object is the needed one | pointing on the needed object ↑ |\n"
+    "|---|---|---|---|---|---|---|---|---|"
 )
 
 
@@ -223,6 +256,8 @@ def split_row(s: dict) -> str:
         f"{s['pointing_shared']:.3f}",
         f"{s['pointing_answer_objects']:.3f}",
         f"{s['p_deleted_alone']:.3f} / {s['p_deleted_shared']:.3f}",
+        f"{s['asked_is_needed']:.3f}",
+        f"{s['pointing_needed']:.3f}",
     ]
     return "| " + " | ".join(cells) + " |"
 

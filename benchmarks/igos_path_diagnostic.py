@@ -7,8 +7,8 @@ baseline. For each scene this prints the selected tokens' log-probability ``f`` 
 path (21 points, no noise) and its *dip*: how far ``f`` falls below both ends. With
 ``--results`` (a JSON of ``benchmarks/igos_convergence.py --out`` on the same scenes) it
 splits the dips by whether the map pointed at the asked-about object; with ``--scene K`` it
-also prints, for scene K, the deletion gradient on every object at each alpha, at the mask
-of the last iteration.
+also prints, for scene K, the gradient on every object at each alpha: of the deletion term
+at the mask of the last iteration, and of both terms at ``M = 1`` (the first step).
 
     python benchmarks/igos_path_diagnostic.py --model shapes-onevision --seed 5151 --size 128 \\
         --n 40 --results benchmarks/igos_final_5151.json --scene 36 --options score=logprob
@@ -30,6 +30,7 @@ from vlm_focus.baselines import make_baseline
 from vlm_focus.cli.common import parse_options
 from vlm_focus.images import to_tensor
 from vlm_focus.methods.compose import phi, upsample
+from vlm_focus.methods.igos import scored
 
 
 def path_scores(scorer, pixels: torch.Tensor, base: torch.Tensor, selected: list[int]) -> np.ndarray:
@@ -40,9 +41,13 @@ def path_scores(scorer, pixels: torch.Tensor, base: torch.Tensor, selected: list
 
 
 def object_gradients(lens, sample, ex, scorer, pixels, base) -> None:
-    """The deletion gradient summed over each object's cells, per alpha, at the last mask."""
-    mask = lens.method.masks[-2]
-    n = mask.shape[-1]
+    """The gradient of each term's score (the method's ``score``: ``f`` or ``exp(f)``) summed
+    over each object's cells, per alpha: the deletion term at the mask of the last iteration
+    (D8) and both terms at the first iteration's mask ``M = 1``, where the whole image is
+    blended with its baseline (D10)."""
+    score = lens.method.options["score"]
+    last = lens.method.masks[-2]
+    n = last.shape[-1]
     share = [
         torch.nn.functional.adaptive_avg_pool2d(torch.from_numpy(o.mask).float()[None, None], n)[0, 0]
         for o in sample.objects
@@ -50,15 +55,20 @@ def object_gradients(lens, sample, ex, scorer, pixels, base) -> None:
     names = [
         ("*" if (o.mask & sample.evidence).any() else "") + f"{o.color} {o.shape}" for o in sample.objects
     ]
-    print(f"{sample.id}: deletion gradient per object at the mask of the last iteration (* asked about)")
-    for alpha in torch.linspace(0.1, 1, 10):
-        m = mask.clone().requires_grad_(True)
-        f = scorer(phi(pixels[None], base[None], upsample(m, pixels.shape[-2:]) * alpha))[
-            0, ex.selected
-        ].sum()
-        (g,) = torch.autograd.grad(f, m)
-        parts = "  ".join(f"{name} {float((g[0, 0] * w).sum()):+.3f}" for name, w in zip(names, share))
-        print(f"  alpha {float(alpha):.1f}: f {float(f.detach()):+.2f}  {parts}")
+    blocks = (
+        ("deletion", "the mask of the last iteration", pixels, base, last),
+        ("deletion", "M = 1", pixels, base, torch.ones_like(last)),
+        ("insertion", "M = 1", base, pixels, torch.ones_like(last)),
+    )
+    for term, where, start, end, mask in blocks:
+        print(f"{sample.id}: {term} gradient of {score} per object at {where} (* asked about)")
+        for alpha in torch.linspace(0.1, 1, 10):
+            m = mask.clone().requires_grad_(True)
+            logp = scorer(phi(start[None], end[None], upsample(m, pixels.shape[-2:]) * alpha))
+            f = scored(logp[0, ex.selected].sum(), score)
+            (g,) = torch.autograd.grad(f, m)
+            parts = "  ".join(f"{name} {float((g[0, 0] * w).sum()):+.3f}" for name, w in zip(names, share))
+            print(f"  alpha {float(alpha):.1f}: {score} {float(f.detach()):+.3f}  {parts}")
 
 
 def main(argv: list[str] | None = None) -> None:

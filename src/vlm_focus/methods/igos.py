@@ -38,9 +38,11 @@ grows x2.6-3.1); pointing 0.77-0.92 (0.47-0.57); insertion - deletion 0.93-0.98
 pointing 0.82-0.97 (``log P``: 0.78-0.97), the asked-about object has the most heat of all
 objects in 83-100 % of scenes (78-100 %), insertion - deletion 0.92-0.98; on scenes where no
 other object shares the answer, pointing 0.90-1.0. Most remaining misses are colour
-questions where another object has the same colour (the models partly read the answer off
-it). Same passes: iterations x ig_iter x 2 = 100. Explicit options override the preset's
-values (``preset="paper", lr=1.0``).
+questions where another object has the same colour. The models do not need that twin
+(deleting it leaves the answer's probability at >= 0.97); the first step, taken on blends of
+the whole image with its blur, decides, and under heavy blur any blob of the answer's colour
+will do (``benchmarks/igos_convergence_log.md``, D10). Same passes: iterations x ig_iter x
+2 = 100. Explicit options override the preset's values (``preset="paper", lr=1.0``).
 
 **Fewer passes:** ``preset="fast"`` takes the converging step in 2 iterations with lr 0.6
 (40 passes instead of 100; a cell can move as far in total). It **trades quality for
