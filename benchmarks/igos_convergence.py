@@ -22,6 +22,9 @@ The second table splits the scenes by whether another object carries the same an
 which object it needs: each object is deleted (blur baseline) in turn, and the "needed"
 object is the one whose deletion lowers the answer's probability most. "Pointing on the
 needed object" is the pointing game against that object instead of the asked-about one.
+The third table gives, for the shared-answer scenes, the probability with the asked-about
+object or its twin deleted or kept alone (every other object deleted), and how often the
+object with the most heat after the first iteration is the final one.
 
 ``--trace`` also prints, per iteration, the mean heat on the asked-about object, the
 highest mean heat on another object and the mask's change (the convergence trace).
@@ -96,20 +99,19 @@ def object_heat(heat: np.ndarray, sample) -> tuple[float, float]:
     return float(heat[sample.evidence].mean()), max(float(heat[m].mean()) for m in others)
 
 
-def answer_objects(sample) -> tuple[np.ndarray, bool]:
+def answer_objects(sample) -> tuple[np.ndarray, int, list[int]]:
     """The mask of every object carrying the answer (the asked-about object and any other of
-    the same colour, for a colour question, or shape, for a shape question) and whether there
-    is such another object ("shared answer")."""
-    target = next(o for o in sample.objects if (o.mask & sample.evidence).any())
-    twins = [
-        o
-        for o in sample.objects
-        if o is not target and getattr(o, sample.qtype) == getattr(target, sample.qtype)
-    ]
+    the same colour, for a colour question, or shape, for a shape question), the asked-about
+    object's index in ``sample.objects`` and the other ones' ("twins"; a "shared answer"
+    when there is one)."""
+    objects = sample.objects
+    target = next(k for k, o in enumerate(objects) if (o.mask & sample.evidence).any())
+    key = getattr(objects[target], sample.qtype)
+    twins = [k for k, o in enumerate(objects) if k != target and getattr(o, sample.qtype) == key]
     union = sample.evidence.copy()
-    for o in twins:
-        union |= o.mask
-    return union, bool(twins)
+    for k in twins:
+        union |= objects[k].mask
+    return union, target, twins
 
 
 def p_region_deleted(lens, sample, ex, region: np.ndarray) -> float:
@@ -144,6 +146,28 @@ def model_evidence(lens, sample, ex) -> dict:
     return {"p_deleted_each": deleted, "p_kept_each": kept, "needed": needed}
 
 
+def need_summary(ok: list[dict]) -> dict:
+    """The third table: in shared-answer scenes, the probability with the asked-about object or
+    a twin deleted or kept alone; over all scenes, how often the object hottest after the first
+    iteration is the final one, and in how many missed scenes another object was ahead then."""
+    shared = [r for r in ok if r["twins"]]
+    twin_deleted = [min(r["p_deleted_each"][k] for k in r["twins"]) for r in shared]
+    first = [r["trace"][0][0] > r["trace"][0][1] for r in ok]
+    misses = [f for f, r in zip(first, ok, strict=True) if not r["hottest"]]
+    return {
+        "p_twin_deleted": float(np.mean(twin_deleted)) if shared else math.nan,
+        "p_twin_deleted_lowest": min(twin_deleted, default=math.nan),
+        "p_twin_kept": float(np.mean([max(r["p_kept_each"][k] for k in r["twins"]) for r in shared]))
+        if shared
+        else math.nan,
+        "p_asked_kept_shared": float(np.mean([r["p_kept_each"][r["target"]] for r in shared]))
+        if shared
+        else math.nan,
+        "first_step_decides": f"{sum(f == r['hottest'] for f, r in zip(first, ok, strict=True))}/{len(ok)}",
+        "misses_behind_after_first_step": f"{sum(not f for f in misses)}/{len(misses)}",
+    }
+
+
 def split(ok: list[dict], key: str, shared: bool) -> float:
     values = [r[key] for r in ok if r["shared"] == shared]
     return float(np.mean(values)) if values else math.nan
@@ -172,7 +196,8 @@ def run_model(model: str, args: argparse.Namespace, options: dict) -> dict:
             continue
         t_all += seconds
         on, off = object_heat(ex.heatmap, sample)
-        union, shared = answer_objects(sample)
+        union, target, twins = answer_objects(sample)
+        shared = bool(twins)
         row = {
             "id": sample.id,
             "qtype": sample.qtype,
@@ -190,7 +215,7 @@ def run_model(model: str, args: argparse.Namespace, options: dict) -> dict:
         }
         evidence = model_evidence(lens, sample, ex)
         needed = sample.objects[evidence["needed"]]
-        row |= evidence
+        row |= evidence | {"target": target, "twins": twins}
         row["asked_is_needed"] = bool((needed.mask & sample.evidence).any())
         row["pointing_needed"] = pointing_game(ex.heatmap, needed.mask, tolerance=0.03 * args.size)
         method = lens.method
@@ -227,54 +252,65 @@ def run_model(model: str, args: argparse.Namespace, options: dict) -> dict:
         "p_deleted_shared": split(ok, "p_object_deleted", True),
         "asked_is_needed": float(np.mean([r["asked_is_needed"] for r in ok])),
         "pointing_needed": float(np.mean([r["pointing_needed"] for r in ok])),
+        **need_summary(ok),
         "seconds": t_all / max(1, len(ok)),
         "trace": traces.mean(0).tolist(),
         "rows": rows,
     }
 
 
-HEADER = (
-    "| model | scenes | pointing ↑ | object hottest ↑ | ins − del ↑ | sanity ρ ↓ "
-    "| passes (method / all) | change first → last | s / scene |\n|---|---|---|---|---|---|---|---|---|"
-)
+def f3(key: str):
+    return lambda s: f"{s[key]:.3f}"
 
 
-SPLIT_HEADER = (
-    "| model | shared answer | pointing, answer alone ↑ | object hottest, answer alone ↑ "
-    "| pointing, answer shared | pointing on any answer object ↑ | p, object deleted: alone / shared "
-    "| asked object is the needed one | pointing on the needed object ↑ |\n"
-    "|---|---|---|---|---|---|---|---|---|"
-)
+def text(key: str):
+    return lambda s: s[key]
 
 
-def split_row(s: dict) -> str:
-    cells = [
-        s["model"],
-        s["shared"],
-        f"{s['pointing_alone']:.3f}",
-        f"{s['hottest_alone']:.3f}",
-        f"{s['pointing_shared']:.3f}",
-        f"{s['pointing_answer_objects']:.3f}",
-        f"{s['p_deleted_alone']:.3f} / {s['p_deleted_shared']:.3f}",
-        f"{s['asked_is_needed']:.3f}",
-        f"{s['pointing_needed']:.3f}",
-    ]
-    return "| " + " | ".join(cells) + " |"
+MAIN_TABLE = [
+    ("model", text("model")),
+    ("scenes", text("scenes")),
+    ("pointing ↑", f3("pointing")),
+    ("object hottest ↑", f3("hottest")),
+    ("ins − del ↑", f3("ins_del")),
+    ("sanity ρ ↓", lambda s: "-" if math.isnan(s["sanity"]) else f"{s['sanity']:.3f}"),
+    ("passes (method / all)", lambda s: f"{s['passes_method']:.0f} / {s['passes_total']:.0f}"),
+    ("change first → last", lambda s: f"{s['change_first']:.3f} → {s['change_last']:.3f}"),
+    ("s / scene", lambda s: f"{s['seconds']:.2f}"),
+]
+SPLIT_TABLE = [
+    ("model", text("model")),
+    ("shared answer", text("shared")),
+    ("pointing, answer alone ↑", f3("pointing_alone")),
+    ("object hottest, answer alone ↑", f3("hottest_alone")),
+    ("pointing, answer shared", f3("pointing_shared")),
+    ("pointing on any answer object ↑", f3("pointing_answer_objects")),
+    (
+        "p, object deleted: alone / shared",
+        lambda s: f"{s['p_deleted_alone']:.3f} / {s['p_deleted_shared']:.3f}",
+    ),
+    ("asked object is the needed one", f3("asked_is_needed")),
+    ("pointing on the needed object ↑", f3("pointing_needed")),
+]
+NEED_TABLE = [
+    ("model", text("model")),
+    ("shared answer", text("shared")),
+    ("P, asked-about object deleted", f3("p_deleted_shared")),
+    ("P, twin deleted (lowest)", lambda s: f"{s['p_twin_deleted']:.3f} ({s['p_twin_deleted_lowest']:.3f})"),
+    ("P, twin kept alone", f3("p_twin_kept")),
+    ("P, asked-about object kept alone", f3("p_asked_kept_shared")),
+    ("first step decides hottest", text("first_step_decides")),
+    ("misses behind after the first step", text("misses_behind_after_first_step")),
+]
+"""The driver's three Markdown tables: (column header, cell of a model's summary)."""
 
 
-def table_row(s: dict) -> str:
-    cells = [
-        s["model"],
-        s["scenes"],
-        f"{s['pointing']:.3f}",
-        f"{s['hottest']:.3f}",
-        f"{s['ins_del']:.3f}",
-        "-" if math.isnan(s["sanity"]) else f"{s['sanity']:.3f}",
-        f"{s['passes_method']:.0f} / {s['passes_total']:.0f}",
-        f"{s['change_first']:.3f} → {s['change_last']:.3f}",
-        f"{s['seconds']:.2f}",
-    ]
-    return "| " + " | ".join(cells) + " |"
+def table_header(columns: list) -> str:
+    return "| " + " | ".join(h for h, _ in columns) + " |\n|" + "---|" * len(columns)
+
+
+def table_row(s: dict, columns: list = MAIN_TABLE) -> str:
+    return "| " + " | ".join(cell(s) for _, cell in columns) + " |"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -301,12 +337,11 @@ def main(argv: list[str] | None = None) -> None:
             for k, (on, off, change) in enumerate(s["trace"]):
                 print(f"    iteration {k}: heat object {on:.3f}, other {off:.3f}, change {change:.4f}")
     print(f"\nseed {args.seed}, size {args.size}, options {options or 'defaults'}\n")
-    print(HEADER)
-    for s in results:
-        print(table_row(s))
-    print("\n" + SPLIT_HEADER)
-    for s in results:
-        print(split_row(s))
+    for columns in (MAIN_TABLE, SPLIT_TABLE, NEED_TABLE):
+        print(table_header(columns))
+        for s in results:
+            print(table_row(s, columns))
+        print()
     if args.out:
         args.out.write_text(json.dumps({"args": vars(args) | {"out": str(args.out)}, "results": results}))
 
