@@ -43,8 +43,8 @@ questions where another object has the same colour. The models do not need that 
 the whole image with its blur, decides, and under heavy blur any blob of the answer's colour
 will do (``benchmarks/igos_convergence_log.md``, D10). A third fresh check (seed 7373 / 144
 px): pointing 0.88-0.97, object hottest 0.85-1.00, insertion - deletion 0.96-0.99, sanity
-0.06-0.17 (CHECK 4); starting from a coarse occlusion map instead did not hold up (E12). Same passes: iterations x ig_iter x
-2 = 100. Explicit options override the preset's values (``preset="paper", lr=1.0``).
+0.06-0.17 (CHECK 4); starting from a coarse occlusion map instead did not hold up (E12).
+Same passes: iterations x ig_iter x 2 = 100. Explicit options override the preset's values (``preset="paper", lr=1.0``).
 
 **Fewer passes:** ``preset="fast"`` takes the converging step in 2 iterations with lr 0.6
 (40 passes instead of 100; a cell can move as far in total). It **trades quality for
