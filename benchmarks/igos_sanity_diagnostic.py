@@ -39,14 +39,19 @@ def cut(x: np.ndarray, share: float) -> np.ndarray:
     return np.where(x < share * x.max(), 0.0, x)
 
 
+def first_step(trace: list[dict]) -> dict:
+    """The first gradient iteration's record (after the superpixel start, if any)."""
+    return next(t for t in trace if "grad_max" in t)
+
+
 def scene(lens: vlm_focus.Lens, sample, seed: int) -> dict | None:
     ex = lens.explain(sample.image, sample.question)
     if not ex.selected or ex.heatmap is None:
         return None
-    trained = lens.method.trace[0]
+    trained = first_step(lens.method.trace)
     with lens.adapter.lock, randomize_top_down(lens.adapter.model, None, seed=seed):
         random_map = fixed_heatmap(lens, sample.image, sample.question, ex.token_ids, ex.selected)
-        randomised = lens.method.trace[0]
+        randomised = first_step(lens.method.trace)
     t, r, ev = ex.heatmap, random_map, sample.evidence
     out = {
         "grad_max": (trained["grad_max"], randomised["grad_max"]),

@@ -124,7 +124,11 @@ class ReferenceIGOS(IGOSPlusPlus):
         mask = torch.ones(1, 1, size, size, device=pixels.device)
         theta = torch.zeros_like(mask)
         self.trace: list[dict] = []
-        for i in range(iterations):
+        self.masks: list[torch.Tensor] = [mask]
+        first = 0
+        if o["init"] == "segments":  # the superpixel start, one image a pass
+            mask, first = self.start(target, pixels, baseline, 1), 1
+        for i in range(first, iterations):
             m = mask.clone().requires_grad_(True)
             up = upsample(m, (H, W))
             g_del, f_del = reference_integrated_gradient(

@@ -243,7 +243,7 @@ def test_list_shows_all_sections_and_json_keeps_the_names(capsys):
     assert data["models"] == catalog.list_zoo()
     assert data["methods"] == catalog.list_methods()
     assert data["adapters"] == catalog.list_adapters()
-    assert data["details"]["methods"]["igos++"]["options"]["iterations"] == 5
+    assert data["details"]["methods"]["igos++"]["options"]["init"] == "segments"
     assert data["details"]["adapters"]["qwen2_vl"]["model_types"] == ["qwen2_5_vl", "qwen2_vl", "qwen3_vl"]
     assert main(["list", "--models", "--json"]) == 0
     assert set(json.loads(capsys.readouterr().out)) == {"models", "details"}

@@ -11,7 +11,7 @@ import torch
 from vlm_focus.errors import InputError
 from vlm_focus.hallucination import yes_no
 from vlm_focus.methods.correction import heat_order, minimal_correction, occlusion_order
-from vlm_focus.methods.subset import grid_regions
+from vlm_focus.methods.regions import grid_regions
 from vlm_focus.runs.summary import format_table, summarize
 
 # A 16 x 16 image cut into 16 cells of 4 x 4 pixels: each cell is 1/16 = 6.25 % of the area.

@@ -14,6 +14,8 @@ from vlm_focus.methods.igos import (
     l2_term,
     movable,
     normalize_gradient,
+    region_drops,
+    segment_start,
     step_size,
 )
 
@@ -191,7 +193,7 @@ def test_explicit_options_override_the_preset():
 
 def test_converging_step_settles_on_a_toy_and_the_paper_preset_does_not():
     target, image, base = toy()
-    options = dict(size=8, iterations=6, ig_iter=4, noise=0.0, score="logprob")  # the step alone
+    options = dict(size=8, iterations=6, ig_iter=4, noise=0.0, score="logprob", init="ones")  # the step alone
     method = get_method("igos++", **options)
     heat = method.explain(target, image, base)
     change = [t["change"] for t in method.trace]
@@ -281,18 +283,97 @@ class CountingScorer(SigmoidScorer):
 
 
 def test_fast_preset_spends_40_passes_and_moves_a_cell_as_far_in_total():
-    fast, default = get_method("igos++", preset="fast"), get_method("igos++")
+    # against the step it shortens: five iterations from M = 1 (the default before the start)
+    fast, ones = get_method("igos++", preset="fast"), get_method("igos++", init="ones", iterations=5)
     budget = [
         sum(
             step_size(m.options["lr"], i, m.options["iterations"], "linear")
             for i in range(m.options["iterations"])
         )
-        for m in (fast, default)
+        for m in (fast, ones)
     ]
     assert budget[0] == pytest.approx(budget[1]) == pytest.approx(0.9)
     _, image, base = toy()
-    for method, passes in ((fast, 40), (default, 100)):
+    for method, passes in ((fast, 40), (ones, 100)):
         scorer = CountingScorer(square_weight(32, 32, (8, 16, 20, 28)))
         heat = method.explain(Target(scorer, [0]), image, base)
         assert scorer.images == passes
         assert heat[8:16, 20:28].mean() > heat[:8].mean() + 0.3  # both find the square
+
+
+# ----- the superpixel start (init="segments", the default) -------------------------------------
+
+
+class CountingLinear(FakeScorer):
+    """:class:`FakeScorer` that counts the images it scores."""
+
+    images = 0
+
+    def __call__(self, pixels):
+        self.images += pixels.shape[0]
+        return super().__call__(pixels)
+
+
+def test_region_drops_by_hand():
+    # log P = sum of the pixels in the square (4:8, 4:8), which lies in region 0 (the left half).
+    scorer = CountingLinear(square_weight())
+    labels = torch.zeros(16, 16, dtype=torch.long)
+    labels[:, 8:] = 1
+    drops, value = region_drops(
+        Target(scorer, [0]), torch.ones(3, 16, 16), torch.zeros(3, 16, 16), labels, "logprob", batch_size=2
+    )
+    assert value == pytest.approx(48.0)  # 3 channels x 4 x 4 pixels
+    assert torch.allclose(drops, torch.tensor([48.0, 0.0]))
+    assert scorer.images == 3  # the image, then each region deleted
+
+
+def test_segment_start_by_hand():
+    labels = torch.tensor([[0, 0, 1, 1], [0, 0, 1, 1], [2, 2, 2, 2], [2, 2, 2, 2]])
+    drops = torch.tensor([0.5, 0.25, -1.0])  # a region whose deletion raises the score stays at 1
+    mask = segment_start(drops, labels, size=2, lr=0.3)
+    assert torch.allclose(mask, torch.tensor([[[[0.85, 0.925], [1.0, 1.0]]]]))
+    # a mask cell over several regions gets their area-weighted mean
+    assert float(segment_start(drops, labels, size=1, lr=0.3)) == pytest.approx(
+        1 - 0.3 * (4 * 0.5 + 4 * 0.25) / 16
+    )
+    # drops are clipped to 1 (a log-probability score can drop by many nats), not rescaled
+    assert torch.allclose(
+        segment_start(torch.tensor([5.0, 0.0, 0.0]), labels, 2, 0.3)[0, 0, 0, 0], torch.tensor(0.7)
+    )
+    # drops below the floor are none: a model that does not give the answer starts at exactly 1
+    tiny = segment_start(torch.tensor([1e-7, 2e-7, 0.0]), labels, 2, 0.3, floor=0.01)
+    assert torch.equal(tiny, torch.ones(1, 1, 2, 2))
+    mask = segment_start(torch.tensor([0.5, 0.005, 0.0]), labels, 2, 0.3, floor=0.01)
+    assert torch.allclose(mask, torch.tensor([[[[0.85, 1.0], [1.0, 1.0]]]]))
+
+
+def test_default_starts_from_superpixels_within_the_pass_budget():
+    method = get_method("igos++")
+    assert (method.options["init"], method.options["iterations"]) == ("segments", 4)
+    assert get_method("igos++", preset="paper").options["init"] == "ones"
+    target, image, base = toy()
+    image[:, 8:16, 20:28] = 0.9  # an object SLIC can segment
+    scorer = CountingScorer(square_weight(32, 32, (8, 16, 20, 28)))
+    heat = method.explain(Target(scorer, [0]), image, base)
+    start = method.trace[0]
+    assert start["init"] == "segments" and start["drop_max"] > 0
+    assert scorer.images == start["regions"] + 1 + 3 * 2 * 10 <= 100
+    assert len(method.masks) == 5 and len(method.trace) == 4
+    assert heat[8:16, 20:28].mean() > heat[:8].mean() + 0.3
+
+
+def test_start_options_are_checked(monkeypatch):
+    import vlm_focus.methods.igos as igos
+
+    with pytest.raises(InputError, match="init must be one of"):
+        get_method("igos++", init="zeros")
+    with pytest.raises(InputError, match="init_regions"):
+        get_method("igos++", init_regions=0)
+    with pytest.raises(InputError, match="init_floor"):
+        get_method("igos++", init_floor=2.0)
+    with pytest.raises(InputError, match="iterations must be an int >= 1"):
+        get_method("igos++", iterations=0)
+    monkeypatch.setattr(igos, "have_skimage", lambda: False)
+    with pytest.raises(InputError, match="init=ones"):
+        get_method("igos++")
+    get_method("igos++", init="ones")  # the start is the only part that needs scikit-image

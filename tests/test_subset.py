@@ -7,7 +7,8 @@ from fakes import FnScorer
 
 from vlm_focus.errors import InputError
 from vlm_focus.methods import Target, get_method
-from vlm_focus.methods.subset import grid_regions, have_skimage, subset_passes
+from vlm_focus.methods.regions import grid_regions, have_skimage
+from vlm_focus.methods.subset import subset_passes
 from vlm_focus.models.custom import CustomAdapter
 
 # 32 x 32 image, grid of 16 regions: 4 x 4 cells of 8 x 8, label = 4 * row + col.
@@ -127,11 +128,16 @@ def test_option_errors(options, match):
         get_method("subset", **options).explain(cell_target({CELL_A: 1.0}), IMAGE, BASE)
 
 
-@pytest.mark.skipif(have_skimage(), reason="scikit-image is installed")
-def test_slic_without_scikit_image_is_refused_and_auto_falls_back_to_the_grid():
+def test_slic_without_scikit_image_is_refused_and_auto_falls_back_to_the_grid(monkeypatch):
+    import vlm_focus.methods.regions as regions
+    import vlm_focus.methods.subset as subset
+
+    assert have_skimage()  # a core dependency; a broken install is simulated
+    for module in (regions, subset):
+        monkeypatch.setattr(module, "have_skimage", lambda: False)
     with pytest.raises(InputError, match="scikit-image"):
         get_method("subset", segments="slic").explain(cell_target({CELL_A: 1.0}), IMAGE, BASE)
-    auto = get_method("subset", budget=8, n_regions=16)
+    auto = get_method("subset", budget=8, n_regions=16, segments="auto")
     auto.explain(cell_target({CELL_A: 1.0}), IMAGE, BASE)
     assert auto.last_chosen == [CELL_A]
 

@@ -1,13 +1,13 @@
-"""``subset`` with scikit-image's SLIC superpixels (the ``[superpixels]`` extra, in the CI lock)."""
+"""``subset`` with scikit-image's SLIC superpixels (scikit-image is a core dependency)."""
 
 import pytest
 import torch
 from fakes import FnScorer
 
 from vlm_focus.methods import Target, get_method
-from vlm_focus.methods.subset import have_skimage, slic_regions
+from vlm_focus.methods.regions import have_skimage, slic_regions
 
-pytestmark = pytest.mark.skipif(not have_skimage(), reason="needs scikit-image (the [superpixels] extra)")
+pytestmark = pytest.mark.skipif(not have_skimage(), reason="scikit-image does not import")
 
 # A grey 48 x 48 image with a red disc at rows/cols 10..22 (centre 16, 16), radius 6.
 yy, xx = torch.meshgrid(torch.arange(48), torch.arange(48), indexing="ij")

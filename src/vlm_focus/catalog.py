@@ -48,6 +48,10 @@ _IGOS_OBJECTIVE: dict[str, Any] = {
     "score": "logprob",
 }
 _IGOS_CONVERGING: dict[str, Any] = {
+    "init": "segments",
+    "init_regions": 24,
+    "init_floor": 0.01,
+    "iterations": 4,
     "score": "prob",
     "size": 16,
     "lr": 0.3,

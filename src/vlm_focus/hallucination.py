@@ -36,7 +36,7 @@ from .baselines import make_baseline
 from .errors import InputError
 from .images import ImageLike, load_image, to_tensor
 from .methods.correction import DEFAULT_BUDGET, Correction, heat_order, minimal_correction, occlusion_order
-from .methods.subset import make_regions
+from .methods.regions import make_regions
 
 if TYPE_CHECKING:
     from .explain import Lens
@@ -131,7 +131,7 @@ def correct_answer(
     regions are ordered by occlusion (one more image per region). ``order``: ``"auto"`` (as
     just said), ``"heat"`` (needs ``heatmap``), ``"occlusion"``, or ``"random"`` (a permutation
     drawn with ``seed``: a control for the other two). Uses the lens's working size, baseline
-    and batch size; regions as :func:`~vlm_focus.methods.subset.make_regions`."""
+    and batch size; regions as :func:`~vlm_focus.methods.regions.make_regions`."""
     import time
 
     said, label = yes_no(answer), yes_no(reference)

@@ -9,7 +9,7 @@ The search sees only a *margin* ``m(images[B, 3, H, W]) -> [B]``: how much more 
 prefers the wrong answer than the correct one (``log P(wrong) - log P(correct)`` of the
 answers' first word, :func:`vlm_focus.hallucination.yes_no_margin`); ``m > 0``: the wrong
 answer wins, ``m < 0``: the answer has flipped. Given region labels (the grid or SLIC
-regions of :func:`vlm_focus.methods.subset.make_regions`) and an order of the regions (most
+regions of :func:`vlm_focus.methods.regions.make_regions`) and an order of the regions (most
 responsible first: :func:`heat_order` of a heatmap, or :func:`occlusion_order`), it
 
 1. removes the first ``k = 1, 2, ...`` regions of the order, cumulatively, scored

@@ -18,13 +18,12 @@ with the best ``J``. The heatmap is the order of choice: the first region ``1``,
 ``k``-th ``(n - k + 1) / n`` of the ``n`` chosen, unchosen regions ``0``.
 
 Regions (``segments``): ``"slic"`` is scikit-image's SLIC superpixels
-(``skimage.segmentation.slic(n_segments=n_regions, compactness=compactness)``); scikit-image
-is an optional extra (``pip install 'vlm-focus[superpixels]'``), so ``"slic"`` raises
-:class:`InputError` when it is not installed. ``"grid"`` is a regular grid of about
+(``skimage.segmentation.slic(n_segments=n_regions, compactness=compactness)``, a core
+dependency; ``"slic"`` raises :class:`InputError` if it does not import). ``"grid"`` is a regular grid of about
 ``n_regions`` near-square cells (rows and columns follow the aspect ratio), the default: the
 same options give the same map on every machine. ``"auto"`` is SLIC when scikit-image can be imported, else the grid. On 50 scenes of
 ``shapes-llava`` SLIC regions, which follow the objects' edges, gave pointing 0.98 against the
-grid's 0.71 (BENCHMARKS.md): pass ``segments="slic"`` with the extra installed.
+grid's 0.71 (BENCHMARKS.md): pass ``segments="slic"``.
 
 Cost, in model passes (images scored): ``2 + sum_{t < T} 2 (N - t)`` for ``N`` regions and
 ``T`` steps evaluated (``T <= budget``: the regions kept plus the non-improving steps
@@ -39,7 +38,7 @@ sparsified image regions), not from its code, which we did not check line by lin
 terms are differences of the log-likelihood sum ``f`` that every vlm-focus method explains,
 normalised by the image-versus-baseline gap and weighted by options (EAGLE's own score
 definitions are not reproduced); removed regions show the baseline (blur by default)
-rather than zeros; the regions fall back to a grid when scikit-image is missing;
+rather than zeros; ``"auto"`` falls back to a grid when scikit-image does not import;
 candidates are scored in batches (both terms of a candidate in the same batch); there is
 an early stop; and the heatmap is linear in the order of choice. EAGLE's modality
 (language-prior versus perception) analysis is not here; its hallucination study (the
@@ -60,51 +59,7 @@ import torch
 from ..errors import InputError, MethodError
 from .base import Method, Target, register_method
 from .compose import phi
-
-SEGMENTS = ("auto", "grid", "slic")
-SLIC_MISSING = "subset: segments='slic' needs scikit-image (pip install 'vlm-focus[superpixels]')"
-
-
-def have_skimage() -> bool:
-    try:
-        import skimage.segmentation  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def grid_regions(height: int, width: int, n: int) -> torch.Tensor:
-    """Labels ``[height, width]`` (0..R-1) of a grid of about ``n`` near-square cells."""
-    rows = min(height, max(1, round(math.sqrt(n * height / width))))
-    cols = min(width, max(1, round(n / rows)))
-    r = (torch.arange(height) * rows // height).view(-1, 1)
-    c = (torch.arange(width) * cols // width).view(1, -1)
-    return r * cols + c
-
-
-def slic_regions(pixels: torch.Tensor, n: int, compactness: float) -> torch.Tensor:
-    """Labels ``[H, W]`` (0..R-1, contiguous) of scikit-image's SLIC superpixels of ``pixels``."""
-    from skimage.segmentation import slic
-
-    image = pixels.detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy()
-    labels = slic(image, n_segments=n, compactness=compactness, start_label=0, channel_axis=-1)
-    _, inverse = torch.unique(torch.as_tensor(labels).long(), return_inverse=True)
-    return inverse
-
-
-def make_regions(
-    pixels: torch.Tensor, n_regions: int, segments: str = "grid", compactness: float = 10.0
-) -> torch.Tensor:
-    """Region labels ``[H, W]`` (0..R-1) of ``pixels`` ``[3, H, W]``: ``segments`` is one of
-    :data:`SEGMENTS` (``"auto"``: SLIC when scikit-image can be imported, else the grid)."""
-    if segments not in SEGMENTS:
-        raise InputError(f"segments must be one of {SEGMENTS}, got {segments!r}")
-    if segments == "slic" or (segments == "auto" and have_skimage()):
-        if not have_skimage():
-            raise InputError(SLIC_MISSING)
-        return slic_regions(pixels, n_regions, compactness)
-    H, W = pixels.shape[-2:]
-    return grid_regions(H, W, n_regions)
+from .regions import SEGMENTS, SLIC_MISSING, have_skimage, make_regions
 
 
 def subset_passes(n_regions: int, steps: int) -> int:
