@@ -158,9 +158,18 @@ def gone(pid: int) -> bool:
     return state in ("Z", "X")  # a zombie has closed its files (and released its lock)
 
 
+def descendants(pid: int) -> list[int]:
+    """``pid``'s children, their children and so on, the deepest first."""
+    found: list[int] = []
+    for child in children(pid):
+        found = [*descendants(child), child, *found]
+    return found
+
+
 def kill_all(proc: subprocess.Popen) -> None:
-    """SIGKILL torchrun and its workers at once, as a crash of the machine would."""
-    pids = [*children(proc.pid), proc.pid]
+    """SIGKILL torchrun and every process under it at once, as a crash of the machine would
+    (the workers' own children too: any of them may hold the run's lock)."""
+    pids = [*descendants(proc.pid), proc.pid]
     for pid in pids:
         try:
             os.kill(pid, signal.SIGKILL)
