@@ -111,7 +111,7 @@ import torch
 from ..errors import InputError, MethodError
 from .base import Method, Target, register_method
 from .compose import phi, upsample
-from .regions import SLIC_MISSING, have_skimage, slic_regions
+from .regions import SLIC_MISSING, have_skimage, make_regions
 
 
 def l1_term(mask: torch.Tensor) -> torch.Tensor:
@@ -451,7 +451,7 @@ class IGOSPlusPlus(Method):
     def start(self, target: Target, pixels: torch.Tensor, baseline: torch.Tensor, batch: int) -> torch.Tensor:
         """Iteration 0 of ``init="segments"``: the superpixel occlusion start (module docstring)."""
         o = self.options
-        labels = slic_regions(pixels, int(o["init_regions"]), 10.0).to(pixels.device)
+        labels = make_regions(pixels, int(o["init_regions"]), "slic").to(pixels.device)
         drops, value = region_drops(target, pixels, baseline.to(pixels), labels, o["score"], batch)
         if not torch.isfinite(drops).all():
             raise MethodError("iGOS++: non-finite scores in the superpixel start")
