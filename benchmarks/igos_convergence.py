@@ -28,7 +28,8 @@ object or its twin deleted or kept alone (every other object deleted), and how o
 object with the most heat after the first iteration is the final one.
 
 ``--trace`` also prints, per iteration, the mean heat on the asked-about object, the
-highest mean heat on another object and the mask's change (the convergence trace).
+highest mean heat on another object, the mask's change and the pointing game (the
+convergence trace).
 
     python benchmarks/igos_convergence.py --models shapes-llava --seed 4242 --n 20 \\
         --options normalize=max lr=0.2
@@ -224,7 +225,8 @@ def run_model(model: str, args: argparse.Namespace, options: dict) -> dict:
         trace = []
         for mask, step in zip(method.masks[1:], method.trace, strict=True):
             h = (1 - upsample(mask, (H, W))[0, 0]).clamp(0, 1).cpu().numpy()
-            trace.append((*object_heat(h, sample), step["change"]))
+            hit = pointing_game(h, sample.evidence, tolerance=0.03 * args.size)
+            trace.append((*object_heat(h, sample), step["change"], hit))
         row["trace"] = trace
         if i < args.sanity:
             check = sanity_check(lens, sample.image, sample.question, seed=args.seed, explanation=ex)
@@ -232,7 +234,7 @@ def run_model(model: str, args: argparse.Namespace, options: dict) -> dict:
         rows.append(row)
     ok = [r for r in rows if not r.get("skipped")]
     sanity = [r["sanity"] for r in ok if "sanity" in r]
-    traces = np.array([r["trace"] for r in ok])  # scene, iteration, (object, other, change)
+    traces = np.array([r["trace"] for r in ok])  # scene, iteration, (object, other, change, pointing)
     return {
         "model": model,
         "scenes": f"{len(ok)}/{len(rows)}",
@@ -335,8 +337,11 @@ def main(argv: list[str] | None = None) -> None:
         results.append(s)
         print(table_row(s), flush=True)
         if args.trace:
-            for k, (on, off, change) in enumerate(s["trace"]):
-                print(f"    iteration {k}: heat object {on:.3f}, other {off:.3f}, change {change:.4f}")
+            for k, (on, off, change, hit) in enumerate(s["trace"]):
+                print(
+                    f"    iteration {k}: heat object {on:.3f}, other {off:.3f}, "
+                    f"change {change:.4f}, pointing {hit:.3f}"
+                )
     print(f"\nseed {args.seed}, size {args.size}, options {options or 'defaults'}\n")
     for columns in (MAIN_TABLE, SPLIT_TABLE, NEED_TABLE):
         print(table_header(columns))

@@ -9,6 +9,7 @@ from vlm_focus.errors import InputError, MethodError
 from vlm_focus.methods import Target, get_method
 from vlm_focus.methods.igos import (
     bilateral_tv,
+    carried,
     integrated_mask_gradient,
     l1_term,
     l2_term,
@@ -232,7 +233,10 @@ def test_probability_score_is_the_default_and_localises_on_the_toy():
     target, image, base = toy()
     method = get_method("igos++", size=8, iterations=6, ig_iter=4, noise=0.0)
     heat = method.explain(target, image, base)
-    change = [t["change"] for t in method.trace]
+    assert method.trace[0]["regions"] == 1  # SLIC cannot cut the noise image: the start keeps M = 1
+    assert method.trace[0]["passes"] == 0
+    assert torch.equal(method.masks[1], torch.ones(1, 1, 8, 8))
+    change = [t["change"] for t in method.trace[1:]]  # the gradient steps
     assert change[-1] < 0.7 * change[0], change
     inside = heat[8:16, 20:28].mean()
     outside = torch.cat([heat[:8].flatten(), heat[16:].flatten()]).mean()
@@ -327,13 +331,65 @@ def test_region_drops_by_hand():
     assert scorer.images == 3  # the image, then each region deleted
 
 
+def test_region_drops_of_chosen_regions_only():
+    scorer = CountingLinear(square_weight())
+    labels = torch.zeros(16, 16, dtype=torch.long)
+    labels[:, 8:] = 1
+    labels[12:, :] = 2
+    drops, _ = region_drops(
+        Target(scorer, [0]),
+        torch.ones(3, 16, 16),
+        torch.zeros(3, 16, 16),
+        labels,
+        "logprob",
+        4,
+        torch.tensor([0, 1]),
+    )
+    # region 0 holds 3 x 4 x 4 of the square's pixels, region 1 none; region 2 is not scored
+    assert torch.allclose(drops, torch.tensor([48.0, 0.0, 0.0]))
+    assert scorer.images == 3
+
+
+class Presence:
+    """Scores which halves of a 4 x 8 image are present: ``p_r`` = half r's mean pixel (1 in
+    the image, 0 in the baseline), ``f = p0 - 0.6 p0 (1 - p1) + 0.001 p2`` (region 2: one
+    column). Deleting half 1 lowers ``f`` by 0.6, but half 1 inserted alone into the baseline
+    gives nothing (a deletion artefact); half 0 lowers ``f`` by 1 when deleted and raises it
+    by 0.4 when inserted alone; region 2's drop is under the floor."""
+
+    batch_size = 8
+    images = 0
+
+    def __init__(self, labels):
+        self.labels = labels
+
+    def __call__(self, pixels):
+        self.images += pixels.shape[0]
+        p = [pixels[:, 0][:, self.labels == r].mean(1) for r in range(3)]
+        return (p[0] - 0.6 * p[0] * (1 - p[1]) + 0.001 * p[2])[:, None]
+
+
+def test_a_region_carries_no_more_than_it_gives_inserted_alone():
+    labels = torch.zeros(4, 8, dtype=torch.long)
+    labels[:, 4:] = 1
+    labels[:, 7] = 2
+    image, base = torch.ones(3, 4, 8), torch.zeros(3, 4, 8)
+    scorer = Presence(labels)
+    d, value, inserted = carried(Target(scorer, [0]), image, base, labels, "logprob", 8, 0.01, True)
+    assert value == pytest.approx(1.001)
+    assert torch.allclose(d, torch.tensor([0.4, 0.0, 0.001]), atol=1e-6)
+    assert inserted == 2 and scorer.images == 4 + 3  # deletions: 3 regions + 1; insertions: 2 + 1
+    d, _, inserted = carried(Target(Presence(labels), [0]), image, base, labels, "logprob", 8, 0.01, False)
+    assert torch.allclose(d, torch.tensor([1.0, 0.6, 0.001]), atol=1e-6) and inserted == 0
+
+
 def test_segment_start_by_hand():
     labels = torch.tensor([[0, 0, 1, 1], [0, 0, 1, 1], [2, 2, 2, 2], [2, 2, 2, 2]])
     drops = torch.tensor([0.5, 0.25, -1.0])  # a region whose deletion raises the score stays at 1
-    mask = segment_start(drops, labels, size=2, lr=0.3)
+    mask = segment_start(drops, labels, size=2, scale=0.3)
     assert torch.allclose(mask, torch.tensor([[[[0.85, 0.925], [1.0, 1.0]]]]))
     # a mask cell over several regions gets their area-weighted mean
-    assert float(segment_start(drops, labels, size=1, lr=0.3)) == pytest.approx(
+    assert float(segment_start(drops, labels, size=1, scale=0.3)) == pytest.approx(
         1 - 0.3 * (4 * 0.5 + 4 * 0.25) / 16
     )
     # drops are clipped to 1 (a log-probability score can drop by many nats), not rescaled
@@ -351,13 +407,15 @@ def test_default_starts_from_superpixels_within_the_pass_budget():
     method = get_method("igos++")
     assert (method.options["init"], method.options["iterations"]) == ("segments", 4)
     assert get_method("igos++", preset="paper").options["init"] == "ones"
-    target, image, base = toy()
-    image[:, 8:16, 20:28] = 0.9  # an object SLIC can segment
+    image, base = torch.full((3, 32, 32), 0.5), torch.zeros(3, 32, 32)
+    image[:, 8:16, 20:28] = 0.9  # an object on a plain background: SLIC gives it one region
     scorer = CountingScorer(square_weight(32, 32, (8, 16, 20, 28)))
     heat = method.explain(Target(scorer, [0]), image, base)
     start = method.trace[0]
-    assert start["init"] == "segments" and start["drop_max"] > 0
-    assert scorer.images == start["regions"] + 1 + 3 * 2 * 10 <= 100
+    assert start["init"] == "segments" and start["drop_max"] == pytest.approx(0.989, abs=1e-3)
+    assert start["regions"] > 10 and start["inserted"] == 1  # only the square's region drops P
+    assert start["passes"] == start["regions"] + 1 + 2  # every region deleted, then the square's inserted
+    assert scorer.images == start["passes"] + 3 * 2 * 10 <= 100
     assert len(method.masks) == 5 and len(method.trace) == 4
     assert heat[8:16, 20:28].mean() > heat[:8].mean() + 0.3
 
@@ -371,6 +429,10 @@ def test_start_options_are_checked(monkeypatch):
         get_method("igos++", init_regions=0)
     with pytest.raises(InputError, match="init_floor"):
         get_method("igos++", init_floor=2.0)
+    with pytest.raises(InputError, match="init_scale"):
+        get_method("igos++", init_scale=1.5)
+    with pytest.raises(InputError, match="init_insertion must be true or false"):
+        get_method("igos++", init_insertion="yes")
     with pytest.raises(InputError, match="iterations must be an int >= 1"):
         get_method("igos++", iterations=0)
     monkeypatch.setattr(igos, "have_skimage", lambda: False)

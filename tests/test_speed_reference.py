@@ -77,8 +77,8 @@ def test_reference_method_gives_our_map_and_passes():
         heat = method.explain(Target(ours_scorer, [0]), image, base)
         ref = reference.ReferenceIGOS(preset=preset, **small).explain(Target(ref_scorer, [0]), image, base)
         torch.testing.assert_close(ref, heat, rtol=1e-4, atol=1e-5)
-        # converging: the superpixel start (regions + 1 images) replaces the first iteration
-        start = method.trace[0]["regions"] + 1 if preset == "converging" else 0
+        # converging: the superpixel start replaces the first iteration
+        start = method.trace[0]["passes"] if preset == "converging" else 0
         iterations = small["iterations"] - (preset == "converging")
         assert sum(ref_scorer.calls) == sum(ours_scorer.calls) == start + iterations * 5 * 2
         assert set(ref_scorer.calls) == {1}

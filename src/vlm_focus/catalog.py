@@ -51,6 +51,8 @@ _IGOS_CONVERGING: dict[str, Any] = {
     "init": "segments",
     "init_regions": 24,
     "init_floor": 0.01,
+    "init_scale": 1.0,
+    "init_insertion": True,
     "iterations": 4,
     "score": "prob",
     "size": 16,

@@ -19,15 +19,24 @@ instead of log-probabilities, at fewer passes:
 
 - ``init="segments"``: iteration 1 is not a gradient step. The image is cut into about
   ``init_regions`` (24) SLIC superpixels (scikit-image); each is replaced by the baseline in
-  turn, and the mask starts at ``1 - lr_1 * d`` with ``d`` the score's drop (on the
-  probability score: the probability the region carries; clipped to [0, 1]; drops below
-  ``init_floor`` = 0.01 count as 0), area-averaged onto the mask's cells; iterations 2-4 are
-  the gradient steps below. Why: the first gradient step, taken at ``M = 1`` on blends of
-  the whole image with its blur, decides which object ends hottest, and under heavy blur any
-  blob of the answer's colour will do, so the map could follow another object the model
-  does not need (``benchmarks/igos_convergence_log.md``, D10); deleting a whole region asks
-  what the answer needs in the image as it is. Superpixels, not a grid: grid cells cut
-  objects, and deleting part of an object leaves the answer (E12, E13). The floor keeps a
+  turn, and the mask starts at ``1 - init_scale * d`` (``init_scale`` = 1) with ``d`` the
+  score's drop (on the probability score: the probability the region carries; clipped to
+  [0, 1]; drops below ``init_floor`` = 0.01 count as 0), area-averaged onto the mask's
+  cells; iterations 2-4 are the gradient steps below. With ``init_insertion`` (on), a region
+  counts no more than it gains when inserted alone into the baseline (tested for the regions
+  over the floor only, 1-4 more passes): blurring a plain background region next to an
+  object smears the object into it, and that can lower the answer as much as deleting the
+  asked-about object (a new blob the question may be about), but the region inserted alone
+  gives nothing (E15). ``init_scale`` = 1, not the first step's 0.3: from a start of at most
+  0.3 the later steps, each moving the cell with the largest gradient by a full ``lr``,
+  could lift a cell off the object above the whole start (E15). A single region (a texture
+  SLIC cannot cut) keeps ``M = 1``. Why a start: the first gradient step, taken at
+  ``M = 1`` on blends of the whole image with its blur, decides which object ends hottest,
+  and under heavy blur any blob of the answer's colour will do, so the map could follow
+  another object the model does not need (``benchmarks/igos_convergence_log.md``, D10);
+  deleting a whole region asks what the answer needs in the image as it is. Superpixels,
+  not a grid: grid cells cut objects, and deleting part of an object leaves the answer
+  (E12, E13). The floor keeps a
   model that does not give the answer (a randomised one, P ~ 1e-5) at exactly ``M = 1``:
   without it its tiny drops paint a faint superpixel pattern, which the sanity check's
   min-max normalisation turns into a full map that matches the trained one (E13);
@@ -60,25 +69,31 @@ questions where another object has the same colour (D10). The superpixel start o
 / 176 px pointing 0.96 / 0.87 / 0.93 / 0.97 and object hottest 1.00 / 0.93 / 0.97 / 0.97
 (llava, qwen2.5-vl, onevision, multi-encoder); on the 200 development scenes of
 ``benchmarks/ground_truth.py`` (64 px, all question types) pointing on colour/shape 0.98 /
-0.95 on llava / multi-encoder (from 0.93 / 0.90), on count questions too. Passes: the
-start's regions + 1 (SLIC gives 18-25), then (iterations - 1) x ig_iter x 2 = 60: 80-86
-instead of 100. Explicit options override the preset's values (``preset="paper", lr=1.0``;
+0.95 on llava / multi-encoder (from 0.93 / 0.90), on count questions too. The stronger start
+with the insertion test (E15) on qwen2.5-vl / onevision: on seed 2468 / 176 px pointing
+0.867 -> 0.967 and 0.934 -> 0.970; on the unseen seed 5353 / 192 px 0.951 -> 0.951 and
+0.927 -> 0.938 (onevision's misses there: scenes where deleting the asked-about object
+leaves P at 1.00), insertion - deletion 0.956 -> 0.994 and 0.921 -> 0.966. Passes: the
+start's regions + 1 (SLIC gives 18-25), the regions over the floor + 1 inserted
+(``trace[0]["passes"]``), then (iterations - 1) x ig_iter x 2 = 60: 80-90 instead of 100.
+Explicit options override the preset's values (``preset="paper", lr=1.0``;
 ``init="ones", iterations=5``: the converging step from ``M = 1``, the default before the
 start).
 
 **Fewer passes:** ``preset="fast"`` takes the converging step from ``M = 1`` (no superpixel
 start) in 2 iterations with lr 0.6 (40 passes instead of 100 from ``M = 1``; a cell can move
-as far in total). It was measured before the start existed, against that 100-pass default. It **trades quality for
-speed**: on fresh scenes (seed 6262 / 112 px, 40 per model) pointing changes by -0.07 to
-+0.02 (mean -0.03), object-hottest by -0.06 to 0 (mean -0.03) and insertion - deletion by
--0.12 to 0 (mean -0.05) against the default (with the log-probability score, seeds 9090 and
-5151: means -0.04, -0.02, -0.02), still far above ``preset="paper"``; it is about 5x faster
-than the reference code's structure of the paper's method, against 2x for the default
-(``benchmarks/speed.py``, BENCHMARKS.md "Speed"). Fewer integrated-gradient
-points cost more than fewer iterations (``ig_iter=5``, 50 passes: pointing 0.81 against
-0.87 for 2 iterations, mean of the zoo models, development scenes). An early stop on "the
-mask stops moving" cannot save passes here: the max-normalised step moves the top movable
-cell by exactly the scheduled ``lr`` every iteration.
+as far in total). It was measured before the start existed, against that 100-pass
+default. It **trades quality for speed**: on fresh scenes (seed 6262 / 112 px, 40 per
+model) pointing changes by -0.07 to +0.02 (mean -0.03), object-hottest by -0.06 to 0
+(mean -0.03) and insertion - deletion by -0.12 to 0 (mean -0.05) against the default
+(with the log-probability score, seeds 9090 and 5151: means -0.04, -0.02, -0.02), still
+far above ``preset="paper"``; it is about 5x faster than the reference code's structure of
+the paper's method, against 2x for the default (``benchmarks/speed.py``, BENCHMARKS.md
+"Speed"). Fewer integrated-gradient points cost more than fewer iterations (``ig_iter=5``,
+50 passes: pointing 0.81 against 0.87 for 2 iterations, mean of the zoo models,
+development scenes). An early stop on "the mask stops moving" cannot save passes here: the
+max-normalised step moves the top movable cell by exactly the scheduled ``lr`` every
+iteration.
 
 Where we differ from the paper / the reference code (bytedance/LVLM_Interpretation):
 
@@ -219,6 +234,8 @@ CONVERGING: dict[str, Any] = {
     "init": "segments",
     "init_regions": 24,
     "init_floor": 0.01,
+    "init_scale": 1.0,
+    "init_insertion": True,
     "iterations": 4,
     "score": "prob",
     "size": 16,
@@ -306,28 +323,61 @@ def region_drops(
     labels: torch.Tensor,
     score: str,
     batch_size: int,
+    regions: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, float]:
     """How much the score falls when each region is replaced by the baseline.
 
     ``labels`` ``[H, W]`` (0..R-1); returns the drops ``[R]`` (``s(I) - s(I, region r
     deleted)``) and ``s(I)``. ``R + 1`` images scored, ``batch_size`` at a time, no gradient;
-    each batch's masks are built when it is scored.
+    each batch's masks are built when it is scored. With ``regions`` (indices), only those
+    are scored (``len(regions) + 1`` images) and the others' drops are 0.
     """
     n = int(labels.max()) + 1
-    regions = torch.arange(-1, n, device=labels.device)  # -1: nothing deleted
+    chosen = torch.arange(n, device=labels.device) if regions is None else regions.to(labels.device)
+    todo = torch.cat([torch.tensor([-1], device=labels.device), chosen])  # -1: nothing deleted
     values = []
     with torch.no_grad():
-        for chunk in regions.split(batch_size):
+        for chunk in todo.split(batch_size):
             keep = (labels[None] != chunk.view(-1, 1, 1)).to(pixels.dtype)[:, None]
             values.append(scored(target.f(phi(pixels[None], baseline[None], keep)), score))
     v = torch.cat(values).float()
-    return v[0] - v[1:], float(v[0])
+    drops = torch.zeros(n)
+    drops[chosen.cpu()] = v[0] - v[1:]
+    return drops, float(v[0])
+
+
+def carried(
+    target: Target,
+    pixels: torch.Tensor,
+    baseline: torch.Tensor,
+    labels: torch.Tensor,
+    score: str,
+    batch_size: int,
+    floor: float,
+    insertion: bool,
+) -> tuple[torch.Tensor, float, int]:
+    """The score each region carries, ``(d [R], s(I), regions inserted)``: its deletion drop
+    (:func:`region_drops`); with ``insertion``, no more than it gains when inserted alone into
+    the baseline, tested only for the regions whose drop reaches ``floor``.
+
+    Why the insertion test: deleting a plain background region by the blur baseline can lower
+    the score as much as deleting the object - the blur smears a neighbouring object into it
+    and makes a new blob the question may be about - but that region inserted alone into the
+    baseline gives nothing (BENCHMARKS.md, log E15).
+    """
+    drops, value = region_drops(target, pixels, baseline, labels, score, batch_size)
+    candidates = torch.nonzero(drops >= floor).flatten() if insertion else torch.zeros(0, dtype=torch.long)
+    if len(candidates):
+        losses, _ = region_drops(target, baseline, pixels, labels, score, batch_size, candidates)
+        # inserting r alone "drops" the baseline's score by minus its gain
+        drops[candidates] = torch.minimum(drops[candidates], -losses[candidates])
+    return drops, value, len(candidates)
 
 
 def segment_start(
-    drops: torch.Tensor, labels: torch.Tensor, size: int, lr: float, floor: float = 0.0
+    drops: torch.Tensor, labels: torch.Tensor, size: int, scale: float, floor: float = 0.0
 ) -> torch.Tensor:
-    """The mask ``[1, 1, size, size]`` after ``init="segments"``: ``1 - lr * d``, ``d`` the
+    """The mask ``[1, 1, size, size]`` after ``init="segments"``: ``1 - scale * d``, ``d`` the
     regions' drops clipped to [0, 1] (on the probability score: the probability the region
     carries), those below ``floor`` set to 0, painted on their pixels and area-averaged onto
     the mask's cells. Neither divided by the largest drop nor kept when tiny: a model that
@@ -335,7 +385,7 @@ def segment_start(
     superpixel pattern of the image (module docstring, ``init``)."""
     d = drops.clamp(0, 1).to(torch.float32)
     painted = torch.where(d < floor, torch.zeros_like(d), d)[labels][None, None]
-    return (1 - lr * torch.nn.functional.adaptive_avg_pool2d(painted, (size, size))).clamp(0, 1)
+    return (1 - scale * torch.nn.functional.adaptive_avg_pool2d(painted, (size, size))).clamp(0, 1)
 
 
 def nesterov(
@@ -369,6 +419,7 @@ class IGOSPlusPlus(Method):
         **STEP_RANGES,
         "init_regions": (1, None),
         "init_floor": (0.0, 1.0),
+        "init_scale": (0.0, 1.0),
     }
 
     def __init__(self, **options: Any) -> None:
@@ -381,6 +432,10 @@ class IGOSPlusPlus(Method):
         check_step_options(self.name, self.options)
         if self.options["init"] not in INITS:
             raise InputError(f"{self.name}: init must be one of {INITS}, got {self.options['init']!r}")
+        if not isinstance(self.options["init_insertion"], bool):
+            raise InputError(
+                f"{self.name}: init_insertion must be true or false, got {self.options['init_insertion']!r}"
+            )
         if self.options["init"] == "segments" and not have_skimage():
             raise InputError(f"{self.name}: init='segments' {SLIC_MISSING}; or use -O init=ones")
 
@@ -452,17 +507,24 @@ class IGOSPlusPlus(Method):
         """Iteration 0 of ``init="segments"``: the superpixel occlusion start (module docstring)."""
         o = self.options
         labels = make_regions(pixels, int(o["init_regions"]), "slic").to(pixels.device)
-        drops, value = region_drops(target, pixels, baseline.to(pixels), labels, o["score"], batch)
+        floor = float(o["init_floor"])
+        if int(labels.max()) == 0:  # one region (a texture SLIC cannot cut): the start cannot say where
+            drops, value, inserted = torch.zeros(1), math.nan, 0
+        else:
+            drops, value, inserted = carried(
+                target, pixels, baseline.to(pixels), labels, o["score"], batch, floor, o["init_insertion"]
+            )
         if not torch.isfinite(drops).all():
             raise MethodError("iGOS++: non-finite scores in the superpixel start")
-        lr = step_size(float(o["lr"]), 0, int(o["iterations"]), o["schedule"])
-        mask = segment_start(drops, labels, int(o["size"]), lr, float(o["init_floor"]))
+        mask = segment_start(drops, labels, int(o["size"]), float(o["init_scale"]), floor)
         self.masks.append(mask)
         self.trace.append(
             {
                 "iteration": 0,
                 "init": "segments",
                 "regions": int(drops.numel()),
+                "inserted": inserted,
+                "passes": (len(drops) + 1 + (inserted + 1 if inserted else 0)) if len(drops) > 1 else 0,
                 "score": value,
                 "drop_max": float(drops.max()),
                 "change": float((1 - mask).mean()),
