@@ -24,12 +24,13 @@ instead of log-probabilities, at fewer passes:
   [0, 1]; drops below ``init_floor`` = 0.01 count as 0), area-averaged onto the mask's
   cells; iterations 2-4 are the gradient steps below. With ``init_insertion`` (on), a region
   counts no more than it gains when inserted alone into the baseline (tested for the regions
-  over the floor only, 1-4 more passes): blurring a plain background region next to an
-  object smears the object into it, and that can lower the answer as much as deleting the
-  asked-about object (a new blob the question may be about), but the region inserted alone
-  gives nothing (E15). ``init_scale`` = 1, not the first step's 0.3: from a start of at most
-  0.3 the later steps, each moving the cell with the largest gradient by a full ``lr``,
-  could lift a cell off the object above the whole start (E15). A single region (a texture
+  over the floor only: their number + 1 more passes, 2-3 on the zoo models): blurring a
+  plain background region next to an object smears the object into it, and that can lower
+  the answer as much as deleting the asked-about object (a new blob the question may be
+  about), but the region inserted alone gives nothing (E15). ``init_scale`` = 1, not the
+  first step's 0.3: from a start of at most 0.3 the later steps, each moving the cell with
+  the largest gradient by a full ``lr``, could lift a cell off the object above the whole
+  start (E15). A single region (a texture
   SLIC cannot cut) keeps ``M = 1``. Why a start: the first gradient step, taken at
   ``M = 1`` on blends of the whole image with its blur, decides which object ends hottest,
   and under heavy blur any blob of the answer's colour will do, so the map could follow
@@ -341,8 +342,8 @@ def region_drops(
             keep = (labels[None] != chunk.view(-1, 1, 1)).to(pixels.dtype)[:, None]
             values.append(scored(target.f(phi(pixels[None], baseline[None], keep)), score))
     v = torch.cat(values).float()
-    drops = torch.zeros(n)
-    drops[chosen.cpu()] = v[0] - v[1:]
+    drops = torch.zeros(n, device=v.device)
+    drops[chosen.to(v.device)] = v[0] - v[1:]
     return drops, float(v[0])
 
 
@@ -366,7 +367,9 @@ def carried(
     baseline gives nothing (BENCHMARKS.md, log E15).
     """
     drops, value = region_drops(target, pixels, baseline, labels, score, batch_size)
-    candidates = torch.nonzero(drops >= floor).flatten() if insertion else torch.zeros(0, dtype=torch.long)
+    candidates = (
+        torch.nonzero(drops >= floor).flatten() if insertion else drops.new_zeros(0, dtype=torch.long)
+    )
     if len(candidates):
         losses, _ = region_drops(target, baseline, pixels, labels, score, batch_size, candidates)
         # inserting r alone "drops" the baseline's score by minus its gain
@@ -509,7 +512,7 @@ class IGOSPlusPlus(Method):
         labels = make_regions(pixels, int(o["init_regions"]), "slic").to(pixels.device)
         floor = float(o["init_floor"])
         if int(labels.max()) == 0:  # one region (a texture SLIC cannot cut): the start cannot say where
-            drops, value, inserted = torch.zeros(1), math.nan, 0
+            drops, value, inserted = torch.zeros(1, device=pixels.device), math.nan, 0
         else:
             drops, value, inserted = carried(
                 target, pixels, baseline.to(pixels), labels, o["score"], batch, floor, o["init_insertion"]
