@@ -9,8 +9,8 @@ each answer with ``igos++`` and the given options and, per model, prints a Markd
 - object hottest: share of scenes whose asked-about object has a higher mean heat than
   every other object;
 - ins − del: insertion AUC minus deletion AUC (``ex.scores``, the lens's metric);
-- passes: images scored per scene, by the method (the superpixel start's regions + 1, then
-  (iterations − 1) × ig_iter × 2; from ``init=ones``: iterations × ig_iter × 2) and in all
+- passes: images scored per scene, by the method (the superpixel start's ``trace[0]["passes"]``,
+  then (iterations − 1) × ig_iter × 2; from ``init=ones``: iterations × ig_iter × 2) and in all
   (with token selection and the deletion/insertion metric), counted at the scorer;
 - change: the mask's mean absolute change per cell in the first (the start) and the last iteration;
 - sanity: with ``--sanity K``, the mean Spearman correlation of the map with the map of a

@@ -10,6 +10,7 @@ from vlm_focus.methods import Target, get_method
 from vlm_focus.methods.igos import (
     bilateral_tv,
     carried,
+    contrast_weight,
     integrated_mask_gradient,
     l1_term,
     l2_term,
@@ -375,12 +376,26 @@ def test_a_region_carries_no_more_than_it_gives_inserted_alone():
     labels[:, 7] = 2
     image, base = torch.ones(3, 4, 8), torch.zeros(3, 4, 8)
     scorer = Presence(labels)
-    d, value, inserted = carried(Target(scorer, [0]), image, base, labels, "logprob", 8, 0.01, True)
-    assert value == pytest.approx(1.001)
-    assert torch.allclose(d, torch.tensor([0.4, 0.0, 0.001]), atol=1e-6)
-    assert inserted == 2 and scorer.images == 4 + 3  # deletions: 3 regions + 1; insertions: 2 + 1
-    d, _, inserted = carried(Target(Presence(labels), [0]), image, base, labels, "logprob", 8, 0.01, False)
-    assert torch.allclose(d, torch.tensor([1.0, 0.6, 0.001]), atol=1e-6) and inserted == 0
+    found = carried(Target(scorer, [0]), image, base, labels, "logprob", 8, 0.01, True)
+    assert found.value == pytest.approx(1.001) and found.base == pytest.approx(0.0)
+    assert torch.allclose(found.drops, torch.tensor([0.4, 0.0, 0.001]), atol=1e-6)
+    # deletions: 3 regions + 1; insertions: 2 + 1
+    assert found.inserted == 2 and scorer.images == found.passes == 4 + 3 and found.complete
+    found = carried(Target(Presence(labels), [0]), image, base, labels, "logprob", 8, 0.01, False)
+    assert torch.allclose(found.drops, torch.tensor([1.0, 0.6, 0.001]), atol=1e-6)
+    assert found.inserted == 0 and math.isnan(found.base)
+    # scores already known are not scored again
+    scorer = Presence(labels)
+    again = carried(Target(scorer, [0]), image, base, labels, "logprob", 8, 0.01, True, 1.001, 0.0)
+    assert torch.allclose(again.drops, torch.tensor([0.4, 0.0, 0.001]), atol=1e-6)
+    assert scorer.images == again.passes == 3 + 2
+    # never more than the budget: the deletions fit (3) but not the insertions (2 more)
+    scorer = Presence(labels)
+    over = carried(Target(scorer, [0]), image, base, labels, "logprob", 8, 0.01, True, 1.001, 0.0, 4)
+    assert not over.complete and scorer.images == over.passes == 3
+    scorer = Presence(labels)
+    over = carried(Target(scorer, [0]), image, base, labels, "logprob", 8, 0.01, True, budget=3)
+    assert not over.complete and scorer.images == over.passes == 0
 
 
 def test_segment_start_by_hand():
@@ -403,6 +418,19 @@ def test_segment_start_by_hand():
     assert torch.allclose(mask, torch.tensor([[[[0.85, 1.0], [1.0, 1.0]]]]))
 
 
+def test_contrast_weight_by_hand():
+    # region 0: an object pixel (changed by 0.8) and background (0.2, 0.0); region 1 unchanged
+    labels = torch.tensor([[0, 0, 0, 1]])
+    pixels = torch.tensor([[[0.9, 0.3, 0.1, 0.5]], [[0.1, 0.1, 0.1, 0.5]], [[0.1, 0.1, 0.1, 0.5]]])
+    baseline = torch.full((3, 1, 4), 0.1)
+    baseline[:, 0, 3] = 0.5
+    weight = contrast_weight(pixels, baseline, labels)
+    assert torch.allclose(weight, torch.tensor([[1.0, 0.25, 0.0, 0.0]]))
+    # the start paints a region's drop where deleting changes the image, not on its background
+    mask = segment_start(torch.tensor([0.8, 0.5]), labels, size=4, scale=1.0, weight=weight)
+    assert mask.shape == (1, 1, 4, 4) and torch.allclose(mask[0, 0], torch.tensor([0.2, 0.8, 1.0, 1.0]))
+
+
 def test_default_starts_from_superpixels_within_the_pass_budget():
     method = get_method("igos++")
     assert (method.options["init"], method.options["iterations"]) == ("segments", 4)
@@ -420,6 +448,57 @@ def test_default_starts_from_superpixels_within_the_pass_budget():
     assert heat[8:16, 20:28].mean() > heat[:8].mean() + 0.3
 
 
+class EitherHalf:
+    """The answer survives while either half of the object (columns 2-3 and 4-5 of rows 2-5
+    of an 8 x 8 image) is present: ``P = 0.01 + 0.99 max(p_left, p_right)``, ``p`` a half's
+    mean pixel (1 in the image, 0 in the baseline); returns ``log P``."""
+
+    batch_size = 16
+    images = 0
+
+    def __call__(self, pixels):
+        self.images += pixels.shape[0]
+        left, right = pixels[:, 0, 2:6, 2:4].mean((1, 2)), pixels[:, 0, 2:6, 4:6].mean((1, 2))
+        return (0.01 + 0.99 * torch.maximum(left, right)).log()[:, None]
+
+
+def test_a_coarser_cut_finds_an_object_the_fine_cut_splits(monkeypatch):
+    import vlm_focus.methods.igos as igos
+
+    fine = torch.zeros(8, 8, dtype=torch.long)  # 4 quadrants: the object's halves in regions 0 and 1
+    fine[:, 4:] = 1
+    fine[4:] += 2
+    whole = torch.ones(8, 8, dtype=torch.long)  # 2 regions: the object's box (0), the rest (1)
+    whole[2:6, 2:6] = 0
+    monkeypatch.setattr(igos, "make_regions", lambda pixels, n, how: fine if n == 24 else whole)
+    image, base = torch.ones(3, 8, 8), torch.zeros(3, 8, 8)
+    scorer = EitherHalf()
+    method = get_method("igos++", size=8, iterations=1)  # the default: init_coarse=12
+    method.explain(Target(scorer, [0]), image, base)
+    start = method.trace[0]
+    # no quadrant carries anything (the other half keeps the answer); the object's box carries 0.99
+    assert start["regions"] == 2 and start["drop_max"] == pytest.approx(0.99)
+    assert start["evidence"] == pytest.approx(0.99)
+    assert [r for r, _ in start["cuts"]] == [4, 2] and start["cuts"][0][1] == pytest.approx(0.0, abs=1e-6)
+    # fine: 4 + 1 deletions; P of the baseline; coarse: 2 deletions, 1 insertion (P of the
+    # image and of the baseline are known)
+    assert start["passes"] == scorer.images == 5 + 1 + 2 + 1
+    assert torch.allclose(method.masks[1][0, 0, 2:6, 2:6], torch.tensor(0.01))
+    assert torch.equal(method.masks[1][0, 0, :2], torch.ones(2, 8))
+    # without the coarse cut the start finds nothing and stays at M = 1
+    method = get_method("igos++", init_coarse=0, size=8, iterations=1)
+    method.explain(Target(EitherHalf(), [0]), image, base)
+    assert method.trace[0]["passes"] == 5 and torch.equal(method.masks[1], torch.ones(1, 1, 8, 8))
+    # the start's budget, 2 gradient iterations (2 * ig_iter each): with ig_iter=2 (8 images) the
+    # coarse deletions fit (6 + 2) but not its insertion test, so the cut is not used
+    for ig_iter, passes in ((2, 8), (1, 6)):  # with ig_iter=1 (4) not even its deletions fit
+        method = get_method("igos++", size=8, iterations=1, ig_iter=ig_iter)
+        scorer = EitherHalf()
+        method.explain(Target(scorer, [0]), image, base)
+        assert method.trace[0]["passes"] == scorer.images == passes
+        assert len(method.trace[0]["cuts"]) == 1 and torch.equal(method.masks[1], torch.ones(1, 1, 8, 8))
+
+
 def test_start_options_are_checked(monkeypatch):
     import vlm_focus.methods.igos as igos
 
@@ -431,8 +510,12 @@ def test_start_options_are_checked(monkeypatch):
         get_method("igos++", init_floor=2.0)
     with pytest.raises(InputError, match="init_scale"):
         get_method("igos++", init_scale=1.5)
+    with pytest.raises(InputError, match="init_coarse"):
+        get_method("igos++", init_coarse=-1)
     with pytest.raises(InputError, match="init_insertion must be true or false"):
         get_method("igos++", init_insertion="yes")
+    with pytest.raises(InputError, match="init_contrast must be true or false"):
+        get_method("igos++", init_contrast=1)
     with pytest.raises(InputError, match="iterations must be an int >= 1"):
         get_method("igos++", iterations=0)
     monkeypatch.setattr(igos, "have_skimage", lambda: False)

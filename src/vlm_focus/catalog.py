@@ -53,6 +53,8 @@ _IGOS_CONVERGING: dict[str, Any] = {
     "init_floor": 0.01,
     "init_scale": 1.0,
     "init_insertion": True,
+    "init_coarse": 12,
+    "init_contrast": True,
     "iterations": 4,
     "score": "prob",
     "size": 16,

@@ -24,8 +24,9 @@ METHODS: dict[str, type[Method]] = {}
 
 #: Int options that count something (iterations, grid cells, masks, steps): must be >= 1.
 COUNT_OPTIONS = frozenset({"iterations", "ig_iter", "size", "n_masks", "grid", "steps"})
-#: Positive-int defaults that may legitimately be 0 or negative (tam's filter_size 0 = off).
-NON_COUNT_OPTIONS = frozenset({"filter_size", "layer", "seed"})
+#: Positive-int defaults that may legitimately be 0 or negative (tam's filter_size 0 = off, iGOS++'s
+#: init_coarse 0 = never cut again).
+NON_COUNT_OPTIONS = frozenset({"filter_size", "layer", "seed", "init_coarse"})
 
 
 def _is_int(x: Any) -> bool:

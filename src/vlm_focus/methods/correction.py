@@ -45,6 +45,7 @@ import torch
 
 from ..errors import InputError, MethodError
 from .compose import phi
+from .regions import each_deleted
 
 DEFAULT_BUDGET = 0.10  # the share of the image area removed for "correction success"
 
@@ -118,13 +119,7 @@ def occlusion_order(
     """Regions by how much removing each one alone lowers the margin, most first (ties by
     label); returns ``(order, images scored)``: one image per region."""
     counter = [0]
-    score = _scorer(margin, counter)
-    onehot = _onehot(labels).to(pixels.dtype)
-    drops = []
-    for i in range(0, len(onehot), batch_size):
-        keep = 1 - onehot[i : i + batch_size, None]
-        drops.append(-score(phi(pixels[None], baseline[None], keep)))
-    d = torch.cat(drops)
+    d = -each_deleted(_scorer(margin, counter), pixels, baseline, labels, batch_size)
     return sorted(range(len(d)), key=lambda r: (-float(d[r]), r)), counter[0]
 
 

@@ -30,8 +30,20 @@ instead of log-probabilities, at fewer passes:
   about), but the region inserted alone gives nothing (E15). ``init_scale`` = 1, not the
   first step's 0.3: from a start of at most 0.3 the later steps, each moving the cell with
   the largest gradient by a full ``lr``, could lift a cell off the object above the whole
-  start (E15). A single region (a texture
-  SLIC cannot cut) keeps ``M = 1``. Why a start: the first gradient step, taken at
+  start (E15). With ``init_coarse`` (12): when no region carries a tenth
+  (``SPLIT_SHARE``) of what the whole image carries (``s(I) - s(baseline)``, one more pass),
+  the image is cut again into about ``init_coarse`` regions and that cut is used if its best
+  region carries more. SLIC can split a uniform object between two regions, and when either
+  half keeps the answer neither deletion lowers it; the coarser cut keeps such an object
+  whole (E16). It costs its regions (and its insertion test) more passes, in the scenes
+  that need it only, and is skipped when the start would score more than ``START_ITERATIONS``
+  gradient iterations (40 images: the method stays within 100); ``init_coarse=0`` never cuts
+  again. With ``init_contrast`` (on), a region's ``d`` is painted on its pixels in proportion
+  to how much the baseline changes them (``|I - B|``, over the region's largest): a region
+  that holds an object's tip and a stretch of plain background put the same heat on the
+  background, which no step can remove (deleting a pixel the blur barely changes moves no
+  score), and the maximum could land off the object (E16). A single region (a texture SLIC
+  cannot cut) keeps ``M = 1``. Why a start: the first gradient step, taken at
   ``M = 1`` on blends of the whole image with its blur, decides which object ends hottest,
   and under heavy blur any blob of the answer's colour will do, so the map could follow
   another object the model does not need (``benchmarks/igos_convergence_log.md``, D10);
@@ -74,9 +86,14 @@ questions where another object has the same colour (D10). The superpixel start o
 with the insertion test (E15) on qwen2.5-vl / onevision: on seed 2468 / 176 px pointing
 0.867 -> 0.967 and 0.934 -> 0.970; on the unseen seed 5353 / 192 px 0.951 -> 0.951 and
 0.927 -> 0.938 (onevision's misses there: scenes where deleting the asked-about object
-leaves P at 1.00), insertion - deletion 0.956 -> 0.994 and 0.921 -> 0.966. Passes: the
-start's regions + 1 (SLIC gives 18-25), the regions over the floor + 1 inserted
-(``trace[0]["passes"]``), then (iterations - 1) x ig_iter x 2 = 60: 80-90 instead of 100.
+leaves P at 1.00), insertion - deletion 0.956 -> 0.994 and 0.921 -> 0.966. The coarse cut and the contrast
+painting (E16), on the 200 development scenes: pointing 1.000 / 0.967 / 0.970 / 0.971 (from
+0.975 / 0.957 / 0.948 / 0.953; llava, qwen2.5-vl, onevision, multi-encoder), relevance rank
++0.07, insertion - deletion 0.89-0.92; on fresh seeds 8181 / 160 px and 7979 / 136 px
+pointing 0.93-1.00, every miss left a scene where deleting the asked-about object leaves P at
+0.79-1.00. Passes: the start's regions + 1 (SLIC gives 18-25), the regions over the floor + 1
+inserted, the coarse cut where it runs (``trace[0]["passes"]``, at most 40), then
+(iterations - 1) x ig_iter x 2 = 60: 80-100 (mean 85-87) instead of 100.
 Explicit options override the preset's values (``preset="paper", lr=1.0``;
 ``init="ones", iterations=5``: the converging step from ``M = 1``, the default before the
 start).
@@ -120,14 +137,14 @@ Example::
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import torch
 
 from ..errors import InputError, MethodError
 from .base import Method, Target, register_method
 from .compose import phi, upsample
-from .regions import SLIC_MISSING, have_skimage, make_regions
+from .regions import SLIC_MISSING, each_deleted, have_skimage, make_regions
 
 
 def l1_term(mask: torch.Tensor) -> torch.Tensor:
@@ -237,6 +254,8 @@ CONVERGING: dict[str, Any] = {
     "init_floor": 0.01,
     "init_scale": 1.0,
     "init_insertion": True,
+    "init_coarse": 12,
+    "init_contrast": True,
     "iterations": 4,
     "score": "prob",
     "size": 16,
@@ -248,6 +267,18 @@ CONVERGING: dict[str, Any] = {
     "schedule": "linear",
 }
 """The default start, step and score (``preset=converging``): see the module docstring."""
+
+START_ITERATIONS = 2
+"""The superpixel start scores no more images than this many gradient iterations
+(``2 * ig_iter`` each): with ``iterations=4`` the method never scores more than 5 gradient
+iterations from ``M = 1`` (the default before the start: 100). Only the coarser second cut
+(``init_coarse``) can reach it; it is skipped when it would not fit."""
+
+SPLIT_SHARE = 0.1
+"""``init_coarse``: the image is cut again when no region of the first cut carries this share of
+what the whole image carries. Each half of a split object carries about 0 (the other half keeps
+the answer); when the evidence lies on several objects, each carries a sixth or more, and a
+coarser cut that merges them localises worse (E16: at 0.5, llava lost ``8181-22``)."""
 
 PAPER: dict[str, Any] = {
     "score": "logprob",
@@ -325,26 +356,38 @@ def region_drops(
     score: str,
     batch_size: int,
     regions: torch.Tensor | None = None,
+    value: float | None = None,
 ) -> tuple[torch.Tensor, float]:
     """How much the score falls when each region is replaced by the baseline.
 
     ``labels`` ``[H, W]`` (0..R-1); returns the drops ``[R]`` (``s(I) - s(I, region r
     deleted)``) and ``s(I)``. ``R + 1`` images scored, ``batch_size`` at a time, no gradient;
     each batch's masks are built when it is scored. With ``regions`` (indices), only those
-    are scored (``len(regions) + 1`` images) and the others' drops are 0.
+    are scored (``len(regions) + 1`` images) and the others' drops are 0. With ``value``
+    (``s(I)``, already known), one image fewer.
     """
     n = int(labels.max()) + 1
     chosen = torch.arange(n, device=labels.device) if regions is None else regions.to(labels.device)
-    todo = torch.cat([torch.tensor([-1], device=labels.device), chosen])  # -1: nothing deleted
-    values = []
+    todo = chosen if value is not None else torch.cat([torch.tensor([-1], device=labels.device), chosen])
     with torch.no_grad():
-        for chunk in todo.split(batch_size):
-            keep = (labels[None] != chunk.view(-1, 1, 1)).to(pixels.dtype)[:, None]
-            values.append(scored(target.f(phi(pixels[None], baseline[None], keep)), score))
-    v = torch.cat(values).float()
+        v = each_deleted(lambda x: scored(target.f(x), score), pixels, baseline, labels, batch_size, todo)
+    v = v.float()
+    if value is not None:
+        v = torch.cat([v.new_tensor([value]), v])
     drops = torch.zeros(n, device=v.device)
     drops[chosen.to(v.device)] = v[0] - v[1:]
     return drops, float(v[0])
+
+
+class Carried(NamedTuple):
+    """One cut's regions and what each carries (:func:`carried`)."""
+
+    drops: torch.Tensor
+    value: float  # s(I)
+    base: float  # s(baseline); NaN when no insertion was tested
+    inserted: int
+    passes: int  # images scored
+    complete: bool = True  # False: the cut did not fit the budget; the drops are not to be used
 
 
 def carried(
@@ -356,29 +399,56 @@ def carried(
     batch_size: int,
     floor: float,
     insertion: bool,
-) -> tuple[torch.Tensor, float, int]:
-    """The score each region carries, ``(d [R], s(I), regions inserted)``: its deletion drop
-    (:func:`region_drops`); with ``insertion``, no more than it gains when inserted alone into
-    the baseline, tested only for the regions whose drop reaches ``floor``.
+    value: float | None = None,
+    base: float | None = None,
+    budget: float = math.inf,
+) -> Carried:
+    """The score each region carries: its deletion drop (:func:`region_drops`); with
+    ``insertion``, no more than it gains when inserted alone into the baseline, tested only for
+    the regions whose drop reaches ``floor``. ``value`` (``s(I)``) and ``base``
+    (``s(baseline)``), when known, are not scored again. Never more than ``budget`` images:
+    ``complete=False`` (no drops to use) when the deletions or the insertion test would not fit.
 
     Why the insertion test: deleting a plain background region by the blur baseline can lower
     the score as much as deleting the object - the blur smears a neighbouring object into it
     and makes a new blob the question may be about - but that region inserted alone into the
     baseline gives nothing (BENCHMARKS.md, log E15).
     """
-    drops, value = region_drops(target, pixels, baseline, labels, score, batch_size)
+    n = int(labels.max()) + 1
+    passes = n + (value is None)
+    if passes > budget:
+        return Carried(torch.zeros(n, device=pixels.device), math.nan, math.nan, 0, 0, complete=False)
+    drops, value = region_drops(target, pixels, baseline, labels, score, batch_size, value=value)
     candidates = (
         torch.nonzero(drops >= floor).flatten() if insertion else drops.new_zeros(0, dtype=torch.long)
     )
     if len(candidates):
-        losses, _ = region_drops(target, baseline, pixels, labels, score, batch_size, candidates)
+        if passes + len(candidates) + (base is None) > budget:
+            return Carried(drops, value, math.nan, 0, passes, complete=False)
+        passes += len(candidates) + (base is None)
+        losses, base = region_drops(target, baseline, pixels, labels, score, batch_size, candidates, base)
         # inserting r alone "drops" the baseline's score by minus its gain
         drops[candidates] = torch.minimum(drops[candidates], -losses[candidates])
-    return drops, value, len(candidates)
+    return Carried(drops, value, math.nan if base is None else base, len(candidates), passes)
+
+
+def contrast_weight(pixels: torch.Tensor, baseline: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Per pixel ``[H, W]``, how much deleting it changes the image, ``|I - B|`` (the largest
+    channel), divided by its region's largest: 1 on the pixels of a region the baseline changes
+    most, 0 where it changes nothing (deleting such a pixel cannot move the score)."""
+    change = (pixels - baseline).abs().amax(0).float()
+    top = torch.zeros(int(labels.max()) + 1, device=change.device)
+    top = top.scatter_reduce(0, labels.flatten(), change.flatten(), "amax")
+    return change / top[labels].clamp_min(1e-6)
 
 
 def segment_start(
-    drops: torch.Tensor, labels: torch.Tensor, size: int, scale: float, floor: float = 0.0
+    drops: torch.Tensor,
+    labels: torch.Tensor,
+    size: int,
+    scale: float,
+    floor: float = 0.0,
+    weight: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The mask ``[1, 1, size, size]`` after ``init="segments"``: ``1 - scale * d``, ``d`` the
     regions' drops clipped to [0, 1] (on the probability score: the probability the region
@@ -387,7 +457,10 @@ def segment_start(
     does not give the answer (a randomised one) starts at exactly ``M = 1``, not at a
     superpixel pattern of the image (module docstring, ``init``)."""
     d = drops.clamp(0, 1).to(torch.float32)
-    painted = torch.where(d < floor, torch.zeros_like(d), d)[labels][None, None]
+    painted = torch.where(d < floor, torch.zeros_like(d), d)[labels]
+    if weight is not None:
+        painted = painted * weight.to(painted)
+    painted = painted[None, None]
     return (1 - scale * torch.nn.functional.adaptive_avg_pool2d(painted, (size, size))).clamp(0, 1)
 
 
@@ -423,6 +496,7 @@ class IGOSPlusPlus(Method):
         "init_regions": (1, None),
         "init_floor": (0.0, 1.0),
         "init_scale": (0.0, 1.0),
+        "init_coarse": (0, None),
     }
 
     def __init__(self, **options: Any) -> None:
@@ -435,10 +509,9 @@ class IGOSPlusPlus(Method):
         check_step_options(self.name, self.options)
         if self.options["init"] not in INITS:
             raise InputError(f"{self.name}: init must be one of {INITS}, got {self.options['init']!r}")
-        if not isinstance(self.options["init_insertion"], bool):
-            raise InputError(
-                f"{self.name}: init_insertion must be true or false, got {self.options['init_insertion']!r}"
-            )
+        for key in ("init_insertion", "init_contrast"):
+            if not isinstance(self.options[key], bool):
+                raise InputError(f"{self.name}: {key} must be true or false, got {self.options[key]!r}")
         if self.options["init"] == "segments" and not have_skimage():
             raise InputError(f"{self.name}: init='segments' {SLIC_MISSING}; or use -O init=ones")
 
@@ -509,32 +582,85 @@ class IGOSPlusPlus(Method):
     def start(self, target: Target, pixels: torch.Tensor, baseline: torch.Tensor, batch: int) -> torch.Tensor:
         """Iteration 0 of ``init="segments"``: the superpixel occlusion start (module docstring)."""
         o = self.options
-        labels = make_regions(pixels, int(o["init_regions"]), "slic").to(pixels.device)
-        floor = float(o["init_floor"])
-        if int(labels.max()) == 0:  # one region (a texture SLIC cannot cut): the start cannot say where
-            drops, value, inserted = torch.zeros(1, device=pixels.device), math.nan, 0
-        else:
-            drops, value, inserted = carried(
-                target, pixels, baseline.to(pixels), labels, o["score"], batch, floor, o["init_insertion"]
-            )
+        baseline = baseline.to(pixels)
+        labels, first = self.cut(target, pixels, baseline, batch, int(o["init_regions"]))
+        chosen, passes, evidence = first, first.passes, math.nan
+        cuts = [(int(first.drops.numel()), float(first.drops.max()))]
+        drop = float(first.drops.max())
+        if o["init_coarse"] and drop < SPLIT_SHARE * first.value:  # an object may be split between regions
+            base = first.base
+            if math.isnan(base):
+                with torch.no_grad():
+                    base = float(scored(target.f(baseline[None]), o["score"])[0])
+                passes += 1
+            evidence = first.value - base
+            if drop < SPLIT_SHARE * evidence:
+                budget = START_ITERATIONS * 2 * int(o["ig_iter"]) - passes
+                other_labels, other = self.cut(
+                    target, pixels, baseline, batch, int(o["init_coarse"]), first.value, base, budget
+                )
+                passes += other.passes
+                if other.complete:
+                    cuts.append((int(other.drops.numel()), float(other.drops.max())))
+                    if float(other.drops.max()) > drop:
+                        labels, chosen = other_labels, other
+        drops = chosen.drops
         if not torch.isfinite(drops).all():
             raise MethodError("iGOS++: non-finite scores in the superpixel start")
-        mask = segment_start(drops, labels, int(o["size"]), float(o["init_scale"]), floor)
+        weight = contrast_weight(pixels, baseline, labels) if o["init_contrast"] else None
+        mask = segment_start(
+            drops, labels, int(o["size"]), float(o["init_scale"]), float(o["init_floor"]), weight
+        )
         self.masks.append(mask)
         self.trace.append(
             {
                 "iteration": 0,
                 "init": "segments",
                 "regions": int(drops.numel()),
-                "inserted": inserted,
-                "passes": (len(drops) + 1 + (inserted + 1 if inserted else 0)) if len(drops) > 1 else 0,
-                "score": value,
+                "inserted": chosen.inserted,
+                "passes": passes,
+                "score": chosen.value,
+                "evidence": evidence,
+                "cuts": cuts,
                 "drop_max": float(drops.max()),
                 "change": float((1 - mask).mean()),
                 "change_max": float((1 - mask).max()),
             }
         )
         return mask
+
+    def cut(
+        self,
+        target: Target,
+        pixels: torch.Tensor,
+        baseline: torch.Tensor,
+        batch: int,
+        n: int,
+        value: float | None = None,
+        base: float | None = None,
+        budget: float = math.inf,
+    ) -> tuple[torch.Tensor, Carried]:
+        """About ``n`` SLIC regions of ``pixels`` and what each carries (:func:`carried`, within
+        ``budget`` images). A single region (a texture SLIC cannot cut) carries nothing and scores
+        nothing: deleting the whole image cannot say where."""
+        o = self.options
+        labels = make_regions(pixels, n, "slic").to(pixels.device)
+        if int(labels.max()) == 0:
+            return labels, Carried(torch.zeros(1, device=pixels.device), math.nan, math.nan, 0, 0)
+        found = carried(
+            target,
+            pixels,
+            baseline,
+            labels,
+            o["score"],
+            batch,
+            float(o["init_floor"]),
+            o["init_insertion"],
+            value,
+            base,
+            budget,
+        )
+        return labels, found
 
 
 def step_direction(grad: torch.Tensor, mask: torch.Tensor, options: dict[str, Any]) -> torch.Tensor:

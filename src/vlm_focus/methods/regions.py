@@ -8,10 +8,12 @@ still checks that it imports (a broken install gets :class:`InputError`, not a t
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 
 from ..errors import InputError
+from .compose import phi
 
 SEGMENTS = ("auto", "grid", "slic")
 SLIC_MISSING = "segments='slic' needs scikit-image, which did not import (pip install scikit-image)"
@@ -57,3 +59,23 @@ def make_regions(
         return slic_regions(pixels, n_regions, compactness)
     H, W = pixels.shape[-2:]
     return grid_regions(H, W, n_regions)
+
+
+def each_deleted(
+    score: Callable[[torch.Tensor], torch.Tensor],
+    pixels: torch.Tensor,
+    baseline: torch.Tensor,
+    labels: torch.Tensor,
+    batch_size: int,
+    regions: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """``score`` (images ``[B, 3, H, W]`` -> ``[B]``) of ``pixels`` with each of ``regions``
+    (labels of ``labels`` ``[H, W]``; all of them by default; -1 deletes nothing) replaced by
+    ``baseline``, ``batch_size`` images at a time: the ``[len(regions)]`` scores. Each batch's
+    masks are built when it is scored, so memory does not grow with the number of regions."""
+    todo = torch.arange(int(labels.max()) + 1, device=labels.device) if regions is None else regions
+    values = []
+    for chunk in todo.to(labels.device).split(batch_size):
+        keep = (labels[None] != chunk.view(-1, 1, 1)).to(pixels.dtype)[:, None]
+        values.append(score(phi(pixels[None], baseline[None], keep)).reshape(-1))
+    return torch.cat(values)
