@@ -31,7 +31,8 @@ instead of log-probabilities, at fewer passes:
   first step's 0.3: from a start of at most 0.3 the later steps, each moving the cell with
   the largest gradient by a full ``lr``, could lift a cell off the object above the whole
   start (E15). With ``init_coarse`` (12): when no region carries a tenth
-  (``SPLIT_SHARE``) of what the whole image carries (``s(I) - s(baseline)``, one more pass),
+  (``SPLIT_SHARE``) of what the whole image carries (``s(I) - s(baseline)``; one more pass
+  when the insertion test did not already score the baseline),
   the image is cut again into about ``init_coarse`` regions and that cut is used if its best
   region carries more. SLIC can split a uniform object between two regions, and when either
   half keeps the answer neither deletion lowers it; the coarser cut keeps such an object
@@ -86,14 +87,15 @@ questions where another object has the same colour (D10). The superpixel start o
 with the insertion test (E15) on qwen2.5-vl / onevision: on seed 2468 / 176 px pointing
 0.867 -> 0.967 and 0.934 -> 0.970; on the unseen seed 5353 / 192 px 0.951 -> 0.951 and
 0.927 -> 0.938 (onevision's misses there: scenes where deleting the asked-about object
-leaves P at 1.00), insertion - deletion 0.956 -> 0.994 and 0.921 -> 0.966. The coarse cut and the contrast
-painting (E16), on the 200 development scenes: pointing 1.000 / 0.967 / 0.970 / 0.971 (from
-0.975 / 0.957 / 0.948 / 0.953; llava, qwen2.5-vl, onevision, multi-encoder), relevance rank
-+0.07, insertion - deletion 0.89-0.92; on fresh seeds 8181 / 160 px and 7979 / 136 px
-pointing 0.93-1.00, every miss left a scene where deleting the asked-about object leaves P at
-0.79-1.00. Passes: the start's regions + 1 (SLIC gives 18-25), the regions over the floor + 1
-inserted, the coarse cut where it runs (``trace[0]["passes"]``, at most 40), then
-(iterations - 1) x ig_iter x 2 = 60: 80-100 (mean 85-87) instead of 100.
+leaves P at 1.00), insertion - deletion 0.956 -> 0.994 and 0.921 -> 0.966. The coarse
+cut and the contrast painting (E16), on the 200 development scenes: pointing 1.000 / 0.967 /
+0.970 / 0.971 (from 0.975 / 0.957 / 0.948 / 0.953; llava, qwen2.5-vl, onevision,
+multi-encoder), relevance rank +0.07, insertion - deletion 0.89-0.92; on fresh seeds 8181 /
+160 px and 7979 / 136 px pointing 0.93-1.00, every miss left a scene where deleting the
+asked-about object leaves P at 0.79-1.00. Passes: the start's regions + 1 (SLIC gives
+18-25), the regions over the floor + 1 inserted, the coarse cut where it runs
+(``trace[0]["passes"]``, at most 40), then (iterations - 1) x ig_iter x 2 = 60: 80-100
+(mean 85-87) instead of 100.
 Explicit options override the preset's values (``preset="paper", lr=1.0``;
 ``init="ones", iterations=5``: the converging step from ``M = 1``, the default before the
 start).
@@ -597,7 +599,14 @@ class IGOSPlusPlus(Method):
             if drop < SPLIT_SHARE * evidence:
                 budget = START_ITERATIONS * 2 * int(o["ig_iter"]) - passes
                 other_labels, other = self.cut(
-                    target, pixels, baseline, batch, int(o["init_coarse"]), first.value, base, budget
+                    target,
+                    pixels,
+                    baseline,
+                    batch,
+                    int(o["init_coarse"]),
+                    value=first.value,
+                    base=base,
+                    budget=budget,
                 )
                 passes += other.passes
                 if other.complete:
@@ -647,6 +656,7 @@ class IGOSPlusPlus(Method):
         labels = make_regions(pixels, n, "slic").to(pixels.device)
         if int(labels.max()) == 0:
             return labels, Carried(torch.zeros(1, device=pixels.device), math.nan, math.nan, 0, 0)
+        floor, insertion = float(o["init_floor"]), o["init_insertion"]
         found = carried(
             target,
             pixels,
@@ -654,11 +664,11 @@ class IGOSPlusPlus(Method):
             labels,
             o["score"],
             batch,
-            float(o["init_floor"]),
-            o["init_insertion"],
-            value,
-            base,
-            budget,
+            floor,
+            insertion,
+            value=value,
+            base=base,
+            budget=budget,
         )
         return labels, found
 
