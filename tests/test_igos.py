@@ -485,6 +485,15 @@ def test_a_coarser_cut_finds_an_object_the_fine_cut_splits(monkeypatch):
     assert start["passes"] == scorer.images == 5 + 1 + 2 + 1
     assert torch.allclose(method.masks[1][0, 0, 2:6, 2:6], torch.tensor(0.01))
     assert torch.equal(method.masks[1][0, 0, :2], torch.ones(2, 8))
+    # the same on log-probabilities, which are negative (s(I) = log 1 = 0 here): the baseline is
+    # scored, the evidence is 0 - log 0.01 nats and the coarse cut runs
+    method = get_method("igos++", size=8, iterations=1, score="logprob")
+    scorer = EitherHalf()
+    method.explain(Target(scorer, [0]), image, base)
+    start = method.trace[0]
+    assert [r for r, _ in start["cuts"]] == [4, 2] and start["evidence"] == pytest.approx(-math.log(0.01))
+    assert start["drop_max"] == pytest.approx(-math.log(0.01)) and scorer.images == 5 + 1 + 2 + 1
+    assert torch.allclose(method.masks[1][0, 0, 2:6, 2:6], torch.tensor(0.0))  # the drop, clipped to 1
     # without the coarse cut the start finds nothing and stays at M = 1
     method = get_method("igos++", init_coarse=0, size=8, iterations=1)
     method.explain(Target(EitherHalf(), [0]), image, base)

@@ -589,7 +589,11 @@ class IGOSPlusPlus(Method):
         chosen, passes, evidence = first, first.passes, math.nan
         cuts = [(int(first.drops.numel()), float(first.drops.max()))]
         drop = float(first.drops.max())
-        if o["init_coarse"] and drop < SPLIT_SHARE * first.value:  # an object may be split between regions
+        # An object may be split between regions. On probabilities s(B) >= 0, so the evidence
+        # s(I) - s(B) is at most s(I): a drop over a tenth of s(I) needs no s(B). A
+        # log-probability is negative, and s(B) must be scored to know.
+        probable = o["score"] != "prob" or drop < SPLIT_SHARE * first.value
+        if o["init_coarse"] and probable:
             base = first.base
             if math.isnan(base):
                 with torch.no_grad():
