@@ -16,7 +16,13 @@ each answer with ``igos++`` and the given options and, per model, prints a Markd
 - sanity: with ``--sanity K``, the mean Spearman correlation of the map with the map of a
   model whose parameters are all randomised (:func:`vlm_focus.randomization.sanity_check`,
   the seed of ``benchmarks/ground_truth.py``'s evaluation), on the first K scenes;
-- seconds per scene (wall clock, one thread).
+- seconds per scene (wall clock, one thread);
+- answer right: the share of explained answers whose key word is right
+  (:func:`vlm_focus.data.shapes.answer_correct`).
+
+``--scenes other`` takes the scenes of a second, independent generator
+(``benchmarks/other_scenes.py``: 128-300 px per side, not square, other backgrounds, sizes
+and drawing) instead of the study's stream; pointing's tolerance is 3 % of the longer side.
 
 The second table splits the scenes by whether another object carries the same answer
 (same colour for a colour question, same shape for a shape question) and asks the model
@@ -35,6 +41,7 @@ convergence trace).
         --options normalize=max lr=0.2
     python benchmarks/igos_convergence.py --seed 9090 --size 96 --n 40 --sanity 5
     python benchmarks/igos_convergence.py --options preset=paper --trace
+    python benchmarks/igos_convergence.py --scenes other --seed 6161 --n 40 --sanity 40
 """
 
 from __future__ import annotations
@@ -50,9 +57,10 @@ import numpy as np
 import torch
 
 import vlm_focus
+from other_scenes import other_scene
 from vlm_focus.baselines import make_baseline
 from vlm_focus.cli.common import parse_options
-from vlm_focus.data.shapes import make_sample
+from vlm_focus.data.shapes import answer_correct, make_sample
 from vlm_focus.images import to_tensor
 from vlm_focus.methods.compose import upsample
 from vlm_focus.metrics import pointing_game
@@ -182,13 +190,22 @@ def study_scene(seed: int, i: int, size: int):
     return make_sample(seed, i, ("color", "shape")[i % 2], size=size, min_objects=2, max_objects=4)
 
 
+def scene(args: argparse.Namespace, i: int):
+    """Scene ``i`` of the run: this study's stream, or with ``--scenes other`` the independent
+    generator of ``other_scenes.py`` (sizes 128-300 px per side; ``--size`` is not used)."""
+    if args.scenes == "other":
+        return other_scene(args.seed, i)
+    return study_scene(args.seed, i, args.size)
+
+
 def run_model(model: str, args: argparse.Namespace, options: dict) -> dict:
     lens = vlm_focus.load(model, method="igos++", device="cpu", **options)
     counter = PassCounter(lens)
     rows = []
     t_all = 0.0
     for i in range(args.n):
-        sample = study_scene(args.seed, i, args.size)
+        sample = scene(args, i)
+        tolerance = 0.03 * max(sample.image.size)
         method_before, total_before = counter.method, counter.total
         t0 = time.perf_counter()
         ex = lens.explain(sample.image, sample.question)
@@ -203,10 +220,11 @@ def run_model(model: str, args: argparse.Namespace, options: dict) -> dict:
         row = {
             "id": sample.id,
             "qtype": sample.qtype,
-            "pointing": pointing_game(ex.heatmap, sample.evidence, tolerance=0.03 * args.size),
+            "correct": answer_correct(ex.answer, sample),
+            "pointing": pointing_game(ex.heatmap, sample.evidence, tolerance=tolerance),
             "hottest": on > off,
             "shared": shared,
-            "pointing_answer_objects": pointing_game(ex.heatmap, union, tolerance=0.03 * args.size),
+            "pointing_answer_objects": pointing_game(ex.heatmap, union, tolerance=tolerance),
             "p_object_deleted": p_region_deleted(lens, sample, ex, sample.evidence),
             "heat_object": on,
             "heat_other": off,
@@ -219,13 +237,13 @@ def run_model(model: str, args: argparse.Namespace, options: dict) -> dict:
         needed = sample.objects[evidence["needed"]]
         row |= evidence | {"target": target, "twins": twins}
         row["asked_is_needed"] = bool((needed.mask & sample.evidence).any())
-        row["pointing_needed"] = pointing_game(ex.heatmap, needed.mask, tolerance=0.03 * args.size)
+        row["pointing_needed"] = pointing_game(ex.heatmap, needed.mask, tolerance=tolerance)
         method = lens.method
         H, W = ex.heatmap.shape
         trace = []
         for mask, step in zip(method.masks[1:], method.trace, strict=True):
             h = (1 - upsample(mask, (H, W))[0, 0]).clamp(0, 1).cpu().numpy()
-            hit = pointing_game(h, sample.evidence, tolerance=0.03 * args.size)
+            hit = pointing_game(h, sample.evidence, tolerance=tolerance)
             trace.append((*object_heat(h, sample), step["change"], hit))
         row["trace"] = trace
         if i < args.sanity:
@@ -238,6 +256,7 @@ def run_model(model: str, args: argparse.Namespace, options: dict) -> dict:
     return {
         "model": model,
         "scenes": f"{len(ok)}/{len(rows)}",
+        "correct": float(np.mean([r["correct"] for r in ok])),
         "pointing": float(np.mean([r["pointing"] for r in ok])),
         "hottest": float(np.mean([r["hottest"] for r in ok])),
         "ins_del": float(np.mean([r["ins_del"] for r in ok])),
@@ -280,6 +299,7 @@ MAIN_TABLE = [
     ("passes (method / all)", lambda s: f"{s['passes_method']:.0f} / {s['passes_total']:.0f}"),
     ("change first → last", lambda s: f"{s['change_first']:.3f} → {s['change_last']:.3f}"),
     ("s / scene", lambda s: f"{s['seconds']:.2f}"),
+    ("answer right", f3("correct")),
 ]
 SPLIT_TABLE = [
     ("model", text("model")),
@@ -322,6 +342,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seed", type=int, default=4242, help="scene stream (training used 0 and 1)")
     ap.add_argument("--n", type=int, default=20, help="scenes per model")
     ap.add_argument("--size", type=int, default=64, help="scene side in pixels")
+    ap.add_argument(
+        "--scenes",
+        choices=("shapes", "other"),
+        default="shapes",
+        help="scene generator (other: other_scenes.py)",
+    )
     ap.add_argument("--options", nargs="*", default=[], metavar="KEY=VALUE", help="igos++ / lens options")
     ap.add_argument("--sanity", type=int, default=0, metavar="K", help="sanity check on the first K scenes")
     ap.add_argument("--trace", action="store_true", help="print the mean trace over iterations")
@@ -342,7 +368,8 @@ def main(argv: list[str] | None = None) -> None:
                     f"    iteration {k}: heat object {on:.3f}, other {off:.3f}, "
                     f"change {change:.4f}, pointing {hit:.3f}"
                 )
-    print(f"\nseed {args.seed}, size {args.size}, options {options or 'defaults'}\n")
+    size = "128-300 px (other_scenes.py)" if args.scenes == "other" else args.size
+    print(f"\nseed {args.seed}, size {size}, options {options or 'defaults'}\n")
     for columns in (MAIN_TABLE, SPLIT_TABLE, NEED_TABLE):
         print(table_header(columns))
         for s in results:

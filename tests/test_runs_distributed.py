@@ -151,11 +151,21 @@ def children(pid: int) -> list[int]:
 
 
 def gone(pid: int) -> bool:
+    """True once every thread of ``pid`` has ended. A killed process's main thread can be a
+    zombie while its other threads still run their exit; its files (and the run's lock) are
+    closed only when the last one is done."""
     try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
     except OSError:
         return True
-    return state in ("Z", "X")  # a zombie has closed its files (and released its lock)
+    for task in tasks:
+        try:
+            state = (task / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue  # this thread has just ended
+        if state not in ("Z", "X"):
+            return False
+    return True
 
 
 def descendants(pid: int) -> list[int]:
