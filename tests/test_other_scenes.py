@@ -25,7 +25,9 @@ def test_scenes_hold_what_their_question_asks(index):
     masks = np.array([o.mask for o in s.objects])
     assert masks.shape[1:] == (h, w) and masks.sum(0).max() == 1  # the objects do not overlap
     (asked,) = [o for o in s.objects if np.array_equal(o.mask, s.evidence)]
-    other_values = [getattr(o, "shape" if s.qtype == "color" else "color") for o in s.objects if o is not asked]
+    other_values = [
+        getattr(o, "shape" if s.qtype == "color" else "color") for o in s.objects if o is not asked
+    ]
     if s.qtype == "color":
         assert s.question == f"What color is the {asked.shape}?" and s.key == asked.color in COLORS
         assert asked.shape not in other_values
