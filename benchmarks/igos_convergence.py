@@ -20,6 +20,10 @@ each answer with ``igos++`` and the given options and, per model, prints a Markd
 - answer right: the share of explained answers whose key word is right
   (:func:`vlm_focus.data.shapes.answer_correct`).
 
+``--blur-scale S`` (an experiment) makes the blur baseline's kernel ``max(101, S x width)``
+px wide, sigma = kernel - 1, for the explanation and its metric alike, instead of the
+reference code's fixed 101 px below 500 px (relatively weaker the larger the image).
+
 ``--scenes other`` takes the scenes of a second, independent generator
 (``benchmarks/other_scenes.py``: 128-300 px per side, not square, other backgrounds, sizes
 and drawing) instead of the study's stream; pointing's tolerance is 3 % of the longer side.
@@ -58,6 +62,7 @@ import torch
 
 import vlm_focus
 from other_scenes import other_scene
+from vlm_focus import baselines
 from vlm_focus.baselines import make_baseline
 from vlm_focus.cli.common import parse_options
 from vlm_focus.data.shapes import answer_correct, make_sample
@@ -348,6 +353,14 @@ def main(argv: list[str] | None = None) -> None:
         default="shapes",
         help="scene generator (other: other_scenes.py)",
     )
+    ap.add_argument(
+        "--blur-scale",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="experiment: the blur baseline's kernel max(101, S x width) px (sigma = kernel - 1) "
+        "instead of the reference code's 101 below 500 px (0: the reference's)",
+    )
     ap.add_argument("--options", nargs="*", default=[], metavar="KEY=VALUE", help="igos++ / lens options")
     ap.add_argument("--sanity", type=int, default=0, metavar="K", help="sanity check on the first K scenes")
     ap.add_argument("--trace", action="store_true", help="print the mean trace over iterations")
@@ -357,6 +370,9 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore", message="the blur baseline does not remove")
     options = parse_options(args.options)
+    if args.blur_scale > 0:
+        scale = args.blur_scale
+        baselines.blur_kernel_size = lambda width: max(101, int(scale * width) // 2 * 2 + 1)
     results = []
     for model in args.models.split(","):
         s = run_model(model, args, options)

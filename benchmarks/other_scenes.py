@@ -32,11 +32,23 @@ from vlm_focus.data.shapes import COLORS, SHAPES, Sample, SceneObject
 SCALE = 4
 """Supersampling factor of the anti-aliased drawing."""
 
+SIDE = (0.12, 0.26)
+"""An object's side, as shares of the canvas's shorter side."""
+
+OUTLINED = 1 / 3
+"""The share of objects drawn with a darker outline."""
+
+TINT = (205, 255)
+"""The range of each background channel."""
+
+CANVAS = (128, 300)
+"""The range of the canvas's width and height, in pixels."""
+
 
 def background(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
     """A plain light tint or a vertical gradient between two, ``[H, W, 3]`` float."""
-    top = rng.uniform(205, 255, 3)
-    bottom = rng.uniform(205, 255, 3) if rng.random() < 0.5 else top
+    top = rng.uniform(*TINT, 3)
+    bottom = rng.uniform(*TINT, 3) if rng.random() < 0.5 else top
     t = np.linspace(0.0, 1.0, height)[:, None, None]
     return np.broadcast_to(top * (1 - t) + bottom * t, (height, width, 3)).copy()
 
@@ -65,7 +77,7 @@ def other_scene(seed: int, index: int) -> Sample:
     qtype = ("color", "shape")[index % 2]
     attr = "shape" if qtype == "color" else "color"
     for _ in range(100):
-        width, height = (int(rng.integers(128, 301)) for _ in range(2))
+        width, height = (int(rng.integers(CANVAS[0], CANVAS[1] + 1)) for _ in range(2))
         if not 0.75 <= width / height <= 1.34:
             continue
         scene = place(rng, width, height, int(rng.integers(2, 5)))
@@ -110,7 +122,7 @@ def place(
     for _ in range(300):
         if len(objects) == n:
             break
-        side = int(rng.integers(round(0.12 * short), round(0.26 * short) + 1))
+        side = int(rng.integers(round(SIDE[0] * short), round(SIDE[1] * short) + 1))
         x0, y0 = int(rng.integers(0, width - side)), int(rng.integers(0, height - side))
         if taken[max(0, y0 - gap) : y0 + side + gap, max(0, x0 - gap) : x0 + side + gap].any():
             continue
@@ -118,7 +130,7 @@ def place(
         shape = SHAPES[int(rng.integers(len(SHAPES)))]
         color = list(COLORS)[int(rng.integers(len(COLORS)))]
         fill = tuple(int(v) for v in np.clip(np.array(COLORS[color]) + rng.integers(-40, 41, 3), 0, 255))
-        line = tuple(int(v * 0.6) for v in fill) if rng.random() < 1 / 3 else None
+        line = tuple(int(v * 0.6) for v in fill) if rng.random() < OUTLINED else None
         box = tuple(SCALE * v for v in (x0, y0, x0 + side - 1, y0 + side - 1))
         apex = float(rng.uniform(0.0, 1.0))
         draw(pen, shape, box, apex, fill, line)
