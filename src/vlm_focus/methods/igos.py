@@ -110,9 +110,9 @@ scenes (seeds 4747 / 152 px and 3737 / 120 px, 24-40 per model) pointing moves b
 against the default, insertion - deletion by -0.09 to +0.03, and the sanity correlation
 rises to 0.02-0.31 (default -0.01-0.20): with one step, the randomised model's noise step is
 not worn down by later regulariser steps. So it **trades the sanity margin and some
-insertion for speed** (E17). The fast preset before the start (the converging step from ``M
-= 1`` in 2 iterations, lr 0.6, 40 passes) is ``init="ones", iterations=2, lr=0.6``; against
-the current default it lost 0.08-0.15 in pointing on the seed-4747 scenes. Fewer
+insertion for speed** (E17). The fast preset before the start (the converging step from
+``M = 1`` in 2 iterations, lr 0.6, 40 passes) is ``init="ones", iterations=2, lr=0.6``;
+against the current default it lost 0.08-0.15 in pointing on the seed-4747 scenes. Fewer
 integrated-gradient points cost more than fewer iterations (``ig_iter=5``, 50 passes from
 ``M = 1``: pointing 0.81 against 0.87 for 2 iterations, mean of the zoo models, development
 scenes). An early stop on "the mask stops moving" cannot save passes here: the
@@ -594,10 +594,10 @@ class IGOSPlusPlus(Method):
         cuts = [(int(first.drops.numel()), float(first.drops.max()))]
         drop = float(first.drops.max())
         # An object may be split between regions. On probabilities s(B) >= 0, so the evidence
-        # s(I) - s(B) is at most s(I): a drop over a tenth of s(I) needs no s(B). A
-        # log-probability is negative, and s(B) must be scored to know.
-        probable = o["score"] != "prob" or drop < SPLIT_SHARE * first.value
-        if o["init_coarse"] and probable:
+        # s(I) - s(B) is at most s(I), and a drop over a tenth of s(I) needs no s(B); a
+        # log-probability is negative, so there s(B) is always scored.
+        maybe_split = o["score"] != "prob" or drop < SPLIT_SHARE * first.value
+        if o["init_coarse"] and maybe_split:
             base = first.base
             if math.isnan(base):
                 with torch.no_grad():
