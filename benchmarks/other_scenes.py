@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
-from vlm_focus.data.shapes import COLORS, SHAPES, Sample, SceneObject
+from vlm_focus.data.shapes import COLORS, SHAPES, Sample, SceneObject, _question
 
 SCALE = 4
 """Supersampling factor of the anti-aliased drawing."""
@@ -63,7 +63,7 @@ def outline_of(shape: str, box: tuple[float, float, float, float], apex: float) 
 
 
 def draw(canvas: ImageDraw.ImageDraw, shape: str, box: tuple, apex: float, fill: Any, line: Any) -> None:
-    width = max(1, SCALE * 2) if line else 0
+    width = 2 * SCALE if line else 0
     if shape == "circle":
         canvas.ellipse(box, fill=fill, outline=line, width=width)
     else:
@@ -75,7 +75,6 @@ def other_scene(seed: int, index: int) -> Sample:
     questions at odd ones; deterministic and order-free."""
     rng = np.random.default_rng([seed, index, 77])
     qtype = ("color", "shape")[index % 2]
-    attr = "shape" if qtype == "color" else "color"
     for _ in range(100):
         width, height = (int(rng.integers(CANVAS[0], CANVAS[1] + 1)) for _ in range(2))
         if not 0.75 <= width / height <= 1.34:
@@ -84,16 +83,10 @@ def other_scene(seed: int, index: int) -> Sample:
         if scene is None:
             continue
         image, objects = scene
-        values = [getattr(o, attr) for o in objects]
-        unique = [o for o in objects if values.count(getattr(o, attr)) == 1]
-        if not unique:
+        qa = _question(rng, qtype, objects)  # the training data's templates and uniqueness rule
+        if qa is None:
             continue
-        o = unique[int(rng.integers(len(unique)))]
-        if qtype == "color":
-            question, answer, key = f"What color is the {o.shape}?", f"The {o.shape} is {o.color}.", o.color
-        else:
-            question, answer = f"What shape is the {o.color} object?", f"The {o.color} object is a {o.shape}."
-            key = o.shape
+        question, answer, key, (asked,) = qa
         return Sample(
             id=f"other-{seed}-{index}",
             image=image,
@@ -101,7 +94,7 @@ def other_scene(seed: int, index: int) -> Sample:
             answer=answer,
             qtype=qtype,
             key=key,
-            evidence=o.mask.copy(),
+            evidence=asked.mask.copy(),
             objects=objects,
         )
     raise RuntimeError(f"no scene fits stream {seed}, index {index}")
@@ -115,10 +108,10 @@ def place(
     gap = max(2, round(0.03 * short))
     big = Image.fromarray(np.zeros((height * SCALE, width * SCALE, 3), np.uint8))
     pen = ImageDraw.Draw(big)
-    masks = Image.new("L", (width * SCALE, height * SCALE), 0)
+    coverage = Image.new("L", big.size, 0)  # every object's pixels, at 4x
+    cover = ImageDraw.Draw(coverage)
     taken = np.zeros((height, width), bool)
     objects: list[SceneObject] = []
-    layers = []
     for _ in range(300):
         if len(objects) == n:
             break
@@ -134,21 +127,15 @@ def place(
         box = tuple(SCALE * v for v in (x0, y0, x0 + side - 1, y0 + side - 1))
         apex = float(rng.uniform(0.0, 1.0))
         draw(pen, shape, box, apex, fill, line)
-        mask = Image.new("L", masks.size, 0)
+        mask = Image.new("L", big.size, 0)
         draw(ImageDraw.Draw(mask), shape, box, apex, 255, 255 if line else None)
-        layers.append(mask)
+        draw(cover, shape, box, apex, 255, 255 if line else None)
         small = np.asarray(mask.resize((width, height), Image.Resampling.BOX)) >= 128
         objects.append(SceneObject(shape, color, small))
     if len(objects) < n:
         return None
-    cover = np.zeros((height * SCALE, width * SCALE), np.float32)
-    for mask in layers:
-        cover = np.maximum(cover, np.asarray(mask, np.float32) / 255)
     paint = np.asarray(big.resize((width, height), Image.Resampling.BOX), np.float32)
-    alpha = np.asarray(
-        Image.fromarray((cover * 255).astype(np.uint8)).resize((width, height), Image.Resampling.BOX)
-    )
-    alpha = alpha.astype(np.float32)[..., None] / 255
+    alpha = np.asarray(coverage.resize((width, height), Image.Resampling.BOX), np.float32)[..., None] / 255
     # The 4x drawing is black outside the objects, so its reduction is paint * coverage.
     colour = np.where(alpha > 0, paint / np.maximum(alpha, 1e-6), 0.0)
     out = background(rng, width, height) * (1 - alpha) + colour * alpha

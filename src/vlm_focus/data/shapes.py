@@ -124,7 +124,7 @@ def _unique(objects: list[SceneObject], attr: str) -> list[SceneObject]:
     return [o for o in objects if values.count(getattr(o, attr)) == 1]
 
 
-def _question(rng: np.random.Generator, qtype: str, objects: list[SceneObject], size: int):
+def _question(rng: np.random.Generator, qtype: str, objects: list[SceneObject]):
     """Return (question, answer, key, evidence objects) or None if the scene does not fit."""
     if qtype == "color":
         cands = _unique(objects, "shape")
@@ -185,7 +185,7 @@ def make_sample(
     for _ in range(100):
         n = int(rng.integers(min_objects, max_objects + 1))
         image, objects = make_scene(rng, size, n)
-        qa = _question(rng, kind, objects, size)
+        qa = _question(rng, kind, objects)
         if qa is not None:
             question, answer, key, evidence = qa
             return Sample(
