@@ -79,11 +79,31 @@ def test_igos_finds_the_square():
     target = Target(FakeScorer(wgt), [0])
     image = torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(0)) * 0.5 + 0.5
     base = torch.zeros(3, 32, 32)
-    heat = get_method("igos++", size=8, iterations=5, ig_iter=4, noise=0.0).explain(target, image, base)
+    igos = get_method("igos++", size=8, iterations=5, ig_iter=4, noise=0.0, blend_with="baseline")
+    heat = igos.explain(target, image, base)
     assert heat.shape == (32, 32) and 0 <= float(heat.min()) and float(heat.max()) <= 1
     inside = heat[8:16, 20:28].mean()
     outside = torch.cat([heat[:8].flatten(), heat[16:].flatten()]).mean()
     assert inside > outside + 0.3
+
+
+def test_the_default_blends_with_the_mean_colour_not_the_given_baseline():
+    wgt = square_weight(32, 32, (8, 16, 20, 28)) * 0.05
+    target = Target(FakeScorer(wgt), [0])
+    image = torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(0))
+    mean = image.mean(dim=(1, 2), keepdim=True).expand_as(image)
+
+    def heat(base: torch.Tensor, **options) -> torch.Tensor:
+        method = get_method("igos++", init="ones", size=8, iterations=3, ig_iter=4, noise=0.0, **options)
+        return method.explain(target, image, base)
+
+    default = heat(torch.zeros(3, 32, 32))
+    assert torch.equal(default, heat(torch.ones(3, 32, 32)))
+    assert torch.equal(default, heat(mean, blend_with="baseline"))
+    assert not torch.equal(default, heat(torch.zeros(3, 32, 32), blend_with="baseline"))
+    assert get_method("igos++", preset="paper").options["blend_with"] == "baseline"
+    with pytest.raises(InputError, match="blend_with"):
+        get_method("igos++", blend_with="blur")
 
 
 def test_nan_is_a_clear_error():
@@ -196,7 +216,7 @@ def test_explicit_options_override_the_preset():
 def test_converging_step_settles_on_a_toy_and_the_paper_preset_does_not():
     target, image, base = toy()
     options = dict(size=8, iterations=6, ig_iter=4, noise=0.0, score="logprob", init="ones")  # the step alone
-    method = get_method("igos++", **options)
+    method = get_method("igos++", blend_with="baseline", **options)
     heat = method.explain(target, image, base)
     change = [t["change"] for t in method.trace]
     assert all(b < a for a, b in zip(change, change[1:])), change  # the mask settles ...
@@ -232,7 +252,7 @@ def test_probability_score_is_the_default_and_localises_on_the_toy():
     assert get_method("igos++", preset="paper").options["score"] == "logprob"
     assert get_method("igos2").options["score"] == "logprob"
     target, image, base = toy()
-    method = get_method("igos++", size=8, iterations=6, ig_iter=4, noise=0.0)
+    method = get_method("igos++", blend_with="baseline", size=8, iterations=6, ig_iter=4, noise=0.0)
     heat = method.explain(target, image, base)
     assert method.trace[0]["regions"] == 1  # SLIC cannot cut the noise image: the start keeps M = 1
     assert method.trace[0]["passes"] == 0
@@ -288,7 +308,7 @@ class CountingScorer(SigmoidScorer):
 
 
 def test_fast_preset_is_the_start_and_one_step():
-    fast = get_method("igos++", preset="fast")
+    fast = get_method("igos++", preset="fast", blend_with="baseline")
     assert (fast.options["init"], fast.options["iterations"]) == ("segments", 2)
     image, base = torch.full((3, 32, 32), 0.5), torch.zeros(3, 32, 32)
     image[:, 8:16, 20:28] = 0.9
@@ -298,7 +318,7 @@ def test_fast_preset_is_the_start_and_one_step():
     assert heat[8:16, 20:28].mean() > heat[:8].mean() + 0.3
     # the fast preset before the start, by its options: 2 steps from M = 1, 40 passes
     _, image, base = toy()
-    before = get_method("igos++", init="ones", iterations=2, lr=0.6)
+    before = get_method("igos++", blend_with="baseline", init="ones", iterations=2, lr=0.6)
     scorer = CountingScorer(square_weight(32, 32, (8, 16, 20, 28)))
     heat = before.explain(Target(scorer, [0]), image, base)
     assert scorer.images == 40 and heat[8:16, 20:28].mean() > heat[:8].mean() + 0.3
@@ -430,7 +450,7 @@ def test_contrast_weight_by_hand():
 
 
 def test_default_starts_from_superpixels_within_the_pass_budget():
-    method = get_method("igos++")
+    method = get_method("igos++", blend_with="baseline")
     assert (method.options["init"], method.options["iterations"]) == ("segments", 4)
     assert get_method("igos++", preset="paper").options["init"] == "ones"
     image, base = torch.full((3, 32, 32), 0.5), torch.zeros(3, 32, 32)
@@ -471,7 +491,7 @@ def test_a_coarser_cut_finds_an_object_the_fine_cut_splits(monkeypatch):
     monkeypatch.setattr(igos, "make_regions", lambda pixels, n, how: fine if n == 24 else whole)
     image, base = torch.ones(3, 8, 8), torch.zeros(3, 8, 8)
     scorer = EitherHalf()
-    method = get_method("igos++", size=8, iterations=1)  # the default: init_coarse=12
+    method = get_method("igos++", blend_with="baseline", size=8, iterations=1)  # the default: init_coarse=12
     method.explain(Target(scorer, [0]), image, base)
     start = method.trace[0]
     # no quadrant carries anything (the other half keeps the answer); the object's box carries 0.99
@@ -485,7 +505,7 @@ def test_a_coarser_cut_finds_an_object_the_fine_cut_splits(monkeypatch):
     assert torch.equal(method.masks[1][0, 0, :2], torch.ones(2, 8))
     # the same on log-probabilities, which are negative (s(I) = log 1 = 0 here): the baseline is
     # scored, the evidence is 0 - log 0.01 nats and the coarse cut runs
-    method = get_method("igos++", size=8, iterations=1, score="logprob")
+    method = get_method("igos++", blend_with="baseline", size=8, iterations=1, score="logprob")
     scorer = EitherHalf()
     method.explain(Target(scorer, [0]), image, base)
     start = method.trace[0]
@@ -493,13 +513,13 @@ def test_a_coarser_cut_finds_an_object_the_fine_cut_splits(monkeypatch):
     assert start["drop_max"] == pytest.approx(-math.log(0.01)) and scorer.images == 5 + 1 + 2 + 1
     assert torch.allclose(method.masks[1][0, 0, 2:6, 2:6], torch.tensor(0.0))  # the drop, clipped to 1
     # without the coarse cut the start finds nothing and stays at M = 1
-    method = get_method("igos++", init_coarse=0, size=8, iterations=1)
+    method = get_method("igos++", blend_with="baseline", init_coarse=0, size=8, iterations=1)
     method.explain(Target(EitherHalf(), [0]), image, base)
     assert method.trace[0]["passes"] == 5 and torch.equal(method.masks[1], torch.ones(1, 1, 8, 8))
     # the start's budget, 2 gradient iterations (2 * ig_iter each): with ig_iter=2 (8 images) the
     # coarse deletions fit (6 + 2) but not its insertion test, so the cut is not used
     for ig_iter, passes in ((2, 8), (1, 6)):  # with ig_iter=1 (4) not even its deletions fit
-        method = get_method("igos++", size=8, iterations=1, ig_iter=ig_iter)
+        method = get_method("igos++", blend_with="baseline", size=8, iterations=1, ig_iter=ig_iter)
         scorer = EitherHalf()
         method.explain(Target(scorer, [0]), image, base)
         assert method.trace[0]["passes"] == scorer.images == passes

@@ -79,8 +79,24 @@ def test_ablate_cli_on_a_zoo_model_resumes(tmp_path, capsys):
         (out / "runs" / "strategy-llr_alpha-1.0_baseline-blur_l2-0.0" / "run.json").read_text()
     )
     assert default["method_options"]["l2"] == 0.1 and l2_run["method_options"]["l2"] == 0.0
+    assert default["method_options"]["blend_with"] == "mean"  # no baseline axis: the default blend
     assert l2_run["lens_options"]["alpha"] == 1.0
     first = (out / "table.json").read_text()
     capsys.readouterr()
     assert main(argv) == 0  # rerun: every point resumes from its folder, nothing recomputed
     assert json.loads((out / "table.json").read_text())["rows"] == json.loads(first)["rows"]
+
+
+def test_the_baseline_axis_changes_the_optimisation_baseline_too(tmp_path):
+    out = tmp_path / "ablate"
+    argv = ["study", "ablate", "--limit", "1", "--baselines", "blur,blank", "--max-new-tokens", "4"]
+    argv += ["--strategies", "llr", "--alphas", "1", "--l2", "0.1", "--device", "cpu", "--no-progress"]
+    for option in ("iterations=1", "ig_iter=2", "size=8", "metric_steps=5", "metric_grid=8", "init=ones"):
+        argv += ["-O", option]
+    assert main(argv + ["--out", str(out)]) == 0
+    for name in ("blur", "blank"):
+        point = out / "runs" / f"strategy-llr_alpha-1.0_baseline-{name}_l2-0.1"
+        run = json.loads((point / "run.json").read_text())
+        assert run["method_options"]["blend_with"] == "baseline" and run["lens_options"]["baseline"] == name
+    notes = json.loads((out / "table.json").read_text())["notes"]
+    assert any("blend_with=baseline" in note for note in notes)

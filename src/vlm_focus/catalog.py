@@ -64,6 +64,7 @@ _IGOS_CONVERGING: dict[str, Any] = {
     "scale_quantile": 1.0,
     "projected_scale": True,
     "schedule": "linear",
+    "blend_with": "mean",
 }
 _IGOS_PAPER: dict[str, Any] = {
     "score": "logprob",

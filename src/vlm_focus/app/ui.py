@@ -71,7 +71,10 @@ def build_app(
                     alpha = gr.Slider(
                         -2, 10, value=1.0, step=0.1, label="alpha: LLR threshold for image-dependent tokens"
                     )
-                    baseline = gr.Dropdown(list(catalog.BASELINES), value="blur", label="baseline")
+                    baseline = gr.Dropdown(
+                        list(catalog.BASELINES), value="blur",
+                        label="baseline (LLR, deletion / insertion; igos++ blends with it given blend_with=baseline)",
+                    )  # fmt: skip
                     strategy = gr.Dropdown(list(catalog.STRATEGIES), value="llr", label="token selection")
                     options = gr.Textbox(
                         label="method options, KEY=VALUE, comma-separated", placeholder="iterations=3"

@@ -120,7 +120,8 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
         "--baseline",
         default="blur",
         choices=list(catalog.BASELINES),
-        help="image without visual evidence, for the LLR and the masks",
+        help="image without visual evidence: for the LLR, deletion/insertion and the masks "
+        "(igos++ blends its mask with the image's mean colour unless -O blend_with=baseline)",
     )
     g.add_argument("--drop-first", action="store_true", help="never select the first answer token")
     g.add_argument("--drop-stopwords", action="store_true", help="never select stop-word/punctuation tokens")

@@ -22,7 +22,10 @@ is how many samples the point itself explained.
 Differences from the paper: one baseline serves the LLR, the mask optimisation and the
 deletion/insertion curves (the Lens has one), so the baseline axis changes all three; the
 paper changes the optimisation baseline (and keeps samples whose selected tokens fall below
-5 % on the blur).
+5 % on the blur). ``igos++`` blends its mask with the image's mean colour by default
+(``blend_with``); when the baseline axis has more than one value, every point of the grid
+runs it with ``-O blend_with=baseline`` (unless ``-O blend_with`` is given), so that the
+axis changes the optimisation too, as in the paper.
 """
 
 from __future__ import annotations
@@ -179,12 +182,21 @@ class Ablate(Study):
             notes.append(f"l2 axis left out: {args.method} has no GNC weight")
         values = {k: v for k, v in values.items() if v}
         points = grid_points(values, default, args.grid == "full")
+        blend: dict[str, Any] = {}
+        if (
+            len({p["baseline"] for p in points}) > 1
+            and method_opts is not None
+            and "blend_with" in method_opts.options
+            and "blend_with" not in getattr(args, "options", {})
+        ):
+            blend = {"blend_with": "baseline"}
+            notes.append(f"{args.method} optimised against each point's baseline (-O blend_with=baseline)")
         dataset = common.open_dataset(args)
         ids = common.chosen_ids(args, dataset)
         models = common.Models(args)
         records = []
         for point in points:
-            lens = models.lens(args.model, **point)
+            lens = models.lens(args.model, **point, **blend)
             records.append(common.evaluate_into(lens, dataset, out / "runs" / point_name(point), ids, args))
         if not common.is_main():
             return None
