@@ -118,6 +118,7 @@ class ReferenceIGOS(IGOSPlusPlus):
 
     def explain(self, target: Target, pixels: torch.Tensor, baseline: torch.Tensor) -> torch.Tensor:
         o = self.options
+        baseline = self.blend_target(pixels, baseline)
         H, W = pixels.shape[-2:]
         size, iterations, steps = int(o["size"]), int(o["iterations"]), int(o["ig_iter"])
         gen = torch.Generator().manual_seed(int(o["seed"]))

@@ -547,8 +547,7 @@ class IGOSPlusPlus(Method):
 
     def explain(self, target: Target, pixels: torch.Tensor, baseline: torch.Tensor) -> torch.Tensor:
         o = self.options
-        if o["blend_with"] == "mean":
-            baseline = blank(pixels)
+        baseline = self.blend_target(pixels, baseline)
         size, device = int(o["size"]), pixels.device
         batch = int(o["batch_size"] or target.batch_size)
         iterations = int(o["iterations"])
@@ -606,6 +605,11 @@ class IGOSPlusPlus(Method):
         if not torch.isfinite(heat).all():
             raise MethodError("iGOS++: the mask became non-finite")
         return heat.detach().clamp(0, 1)
+
+    def blend_target(self, pixels: torch.Tensor, baseline: torch.Tensor) -> torch.Tensor:
+        """What the mask blends the image with: its mean colour (``blend_with="mean"``) or
+        the explanation's ``baseline``."""
+        return blank(pixels) if self.options["blend_with"] == "mean" else baseline
 
     def start(self, target: Target, pixels: torch.Tensor, baseline: torch.Tensor, batch: int) -> torch.Tensor:
         """Iteration 0 of ``init="segments"``: the superpixel occlusion start (module docstring)."""
