@@ -123,7 +123,7 @@ independent generator's scenes (seed 6161, 26-29 per model) pointing 0.966 / 1.0
 1.000 and sanity 0.248 / 0.064 / 0.074 / 0.131 (default 0.149 / -0.010 / 0.038 / 0.045):
 with one step, the randomised model's noise step is not worn down by later regulariser
 steps (E17, E19). So it **trades the sanity margin and some
-insertion for speed** (E17). The fast preset before the start (the converging step from
+insertion for speed**. The fast preset before the start (the converging step from
 ``M = 1`` in 2 iterations, lr 0.6, 40 passes) is ``init="ones", iterations=2, lr=0.6``;
 against the current default it lost 0.08-0.15 in pointing on the seed-4747 scenes. Fewer
 integrated-gradient points cost more than fewer iterations (``ig_iter=5``, 50 passes from
