@@ -529,12 +529,9 @@ class IGOSPlusPlus(Method):
         # The preset replaces the defaults; options given explicitly win over both.
         self.options = {**self.defaults(), **PRESETS[preset], **options}
         check_step_options(self.name, self.options)
-        if self.options["blend_with"] not in BLENDS:
-            raise InputError(
-                f"{self.name}: blend_with must be one of {BLENDS}, got {self.options['blend_with']!r}"
-            )
-        if self.options["init"] not in INITS:
-            raise InputError(f"{self.name}: init must be one of {INITS}, got {self.options['init']!r}")
+        for key, choices in (("blend_with", BLENDS), ("init", INITS)):
+            if self.options[key] not in choices:
+                raise InputError(f"{self.name}: {key} must be one of {choices}, got {self.options[key]!r}")
         for key in ("init_insertion", "init_contrast"):
             if not isinstance(self.options[key], bool):
                 raise InputError(f"{self.name}: {key} must be true or false, got {self.options[key]!r}")
